@@ -1,0 +1,40 @@
+//! Enrollment tokens (admins only).
+
+use leptos::prelude::*;
+
+use super::dto::{NewEnrollToken, TokenList};
+use super::error::AppError;
+
+/// Creates a one-time token; `validity_secs` = 0 means the server default.
+#[server(endpoint = "enroll/create")]
+pub async fn create_enroll_token(note: String, validity_secs: i64) -> Result<NewEnrollToken, AppError> {
+    super::ctx::respond(imp::create_enroll_token(&note, validity_secs).await)
+}
+
+/// All tokens (newest first) with the server's clock, so the page can tell which expired.
+#[server(endpoint = "enroll/list")]
+pub async fn list_enroll_tokens() -> Result<TokenList, AppError> {
+    super::ctx::respond(imp::list_enroll_tokens().await)
+}
+
+#[cfg(feature = "ssr")]
+mod imp {
+    use super::super::ctx;
+    use super::{AppError, NewEnrollToken, TokenList};
+    use crate::backend::enrollment;
+
+    pub async fn create_enroll_token(note: &str, validity_secs: i64) -> Result<NewEnrollToken, AppError> {
+        let principal = ctx::require_admin()?;
+        let state = ctx::state()?;
+        let ttl = (validity_secs > 0).then_some(validity_secs);
+        Ok(enrollment::create_token(&state, &principal.actor(), note.trim(), ttl, ctx::now()).await?)
+    }
+
+    pub async fn list_enroll_tokens() -> Result<TokenList, AppError> {
+        ctx::require_admin()?;
+        let state = ctx::state()?;
+        let now = ctx::now();
+        let tokens = enrollment::list_tokens(&state.db, now).await?;
+        Ok(TokenList { now, tokens })
+    }
+}

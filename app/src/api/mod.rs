@@ -1,0 +1,19 @@
+//! Server functions (thin adapters to the backend) and the view types they exchange.
+//!
+//! # Layout
+//! - `dto`: view types shared by the WASM front end and the server.
+//! - `error`: `AppError`, the one error type of every server function (stable `code`).
+//! - `auth`: login, TOTP, first-run setup, logout, `me`.
+//! - `hosts`: host list and detail, installed packages, pending updates.
+//! - `enroll`: enrollment tokens (admin).
+//! - `ctx` (server only): `AppState`, cookies, client address, `require_user`.
+//!
+//! Every endpoint has a fixed path under `/api/` (`auth/*` must stay reachable without a
+//! session; everything else calls `require_user`).
+pub mod auth;
+#[cfg(feature = "ssr")]
+pub mod ctx;
+pub mod dto;
+pub mod enroll;
+pub mod error;
+pub mod hosts;

@@ -1,0 +1,27 @@
+//! Privileged core (compiled only with the `ssr` feature; never part of the WASM).
+//!
+//! # Layout
+//! - `db`: pool over SQLite/PostgreSQL, migrations, portable-SQL rules.
+//! - `error`: the one backend error enum with stable codes.
+//! - `audit`: hash-chained audit log; `Actor` passed into every mutation.
+//! - `state`: `AppState`, what every handler and server function gets.
+//! - `ca`, `certs`: internal CA (rcgen) and the host-certificate registry (serials, revocation).
+//! - `enrollment`: one-time enrollment tokens and CSR signing.
+//! - `hosts`, `inventory`: check-ins, facts, installed packages and pending updates.
+//! - `users`, `passwords`, `mfa`, `sessions`: identity (Argon2id, TOTP, EdDSA JWT, refresh tokens).
+
+pub mod audit;
+pub mod ca;
+pub mod certs;
+pub mod db;
+pub mod enrollment;
+pub mod error;
+pub mod hosts;
+pub mod inventory;
+pub mod mfa;
+pub mod passwords;
+pub mod sessions;
+pub mod state;
+pub mod users;
+#[cfg(test)]
+pub mod testkit;

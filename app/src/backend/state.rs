@@ -1,0 +1,72 @@
+//! What every handler and server function is given.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::db::Db;
+use super::error::Result;
+use super::{ca, certs, sessions};
+
+/// Runtime settings the backend needs (validated by the server's config module).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Where keys, the CA and the SQLite file live.
+    pub data_dir: PathBuf,
+    /// Public base URL of the web listener, e.g. `https://pm.example:8443`.
+    pub public_url: String,
+    /// Public base URL of the agent (mTLS) listener, e.g. `https://pm.example:8444`.
+    pub agent_url: String,
+    pub checkin_interval_secs: u64,
+    /// A host is offline when its last check-in is older than this.
+    pub offline_after_secs: i64,
+    pub host_cert_validity_days: i64,
+    pub enroll_token_default_ttl_secs: i64,
+    pub enroll_token_max_ttl_secs: i64,
+}
+
+impl Settings {
+    pub fn for_data_dir(data_dir: PathBuf) -> Settings {
+        Settings {
+            data_dir,
+            public_url: "https://localhost:8443".into(),
+            agent_url: "https://localhost:8444".into(),
+            checkin_interval_secs: 60,
+            offline_after_secs: 300,
+            host_cert_validity_days: 365,
+            enroll_token_default_ttl_secs: 3600,
+            enroll_token_max_ttl_secs: 7 * 24 * 3600,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub db: Db,
+    pub settings: Arc<Settings>,
+    pub ca: Arc<ca::Ca>,
+    pub certs: Arc<certs::CertRegistry>,
+    /// JWT signing/verification keys (identity).
+    pub keys: Arc<sessions::KeySet>,
+    /// Bounds concurrent Argon2 work (one permit per CPU).
+    pub password_limiter: Arc<tokio::sync::Semaphore>,
+}
+
+impl AppState {
+    /// Migrates the database, then loads (or creates) the CA and the certificate registry.
+    pub async fn init(settings: Settings, db: Db, now: i64) -> Result<AppState> {
+        db.migrate().await?;
+        let ca = Arc::new(ca::Ca::load_or_create(&settings.data_dir, now)?);
+        let certs = Arc::new(certs::CertRegistry::load(&db).await?);
+        let keys = Arc::new(sessions::KeySet::load_or_create(&settings.data_dir, now)?);
+        let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).max(1);
+        let password_limiter = Arc::new(tokio::sync::Semaphore::new(cpus));
+        Ok(AppState {
+            db,
+            settings: Arc::new(settings),
+            ca,
+            certs,
+            keys,
+            password_limiter,
+        })
+    }
+}

@@ -1,0 +1,179 @@
+//! `/hosts/:id`: facts, pending updates, installed packages (search + pagination in the URL).
+
+use leptos::prelude::*;
+use leptos_meta::Title;
+use leptos_router::hooks::{use_navigate, use_params_map, use_query_map};
+
+use super::components::{encode, ErrorBox, Layout, OnlineBadge, Pager};
+use super::format;
+use super::ids;
+use crate::api::dto::{HostDetail, UpdateRow};
+use crate::api::hosts::{get_host, host_packages, host_updates};
+
+fn packages_href(host_id: &str, search: &str, page: u32) -> String {
+    let mut parts = Vec::new();
+    if !search.is_empty() {
+        parts.push(format!("q={}", encode(search)));
+    }
+    if page > 1 {
+        parts.push(format!("page={page}"));
+    }
+    let base = format!("{}/{}", ids::ROUTE_HOSTS, encode(host_id));
+    if parts.is_empty() { base } else { format!("{base}?{}", parts.join("&")) }
+}
+
+#[component]
+pub fn HostDetailPage() -> impl IntoView {
+    let params = use_params_map();
+    let query = use_query_map();
+    let host_id = Memo::new(move |_| params.read().get("id").unwrap_or_default());
+    let pkg_search = Memo::new(move |_| query.read().get("q").unwrap_or_default());
+    let pkg_page = Memo::new(move |_| query.read().get("page").and_then(|p| p.parse::<u32>().ok()).filter(|&n| n >= 1).unwrap_or(1));
+
+    let host = Resource::new(move || host_id.get(), get_host);
+    let updates = Resource::new(move || host_id.get(), host_updates);
+    let packages = Resource::new(
+        move || (host_id.get(), pkg_search.get(), pkg_page.get()),
+        |(id, search, page)| host_packages(id, search, page),
+    );
+
+    let search_input = RwSignal::new(pkg_search.get_untracked());
+    Effect::new(move |_| search_input.set(pkg_search.get()));
+    let navigate = use_navigate();
+    let on_search = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        navigate(&packages_href(&host_id.get_untracked(), search_input.get_untracked().trim(), 1), Default::default());
+    };
+
+    view! {
+        <Title text="Host · Patch Manager"/>
+        <Layout title="Host">
+            <p class="breadcrumb"><a href="/hosts">"← All hosts"</a></p>
+            <Suspense fallback=|| view! { <p class="muted">"Loading host…"</p> }>
+                {move || Suspend::new(async move {
+                    match host.await {
+                        Err(e) => view! { <ErrorBox error=e/> }.into_any(),
+                        Ok(h) => view! { <Facts host=h/> }.into_any(),
+                    }
+                })}
+            </Suspense>
+
+            <section class="card">
+                <h2>"Pending updates"</h2>
+                <Suspense fallback=|| view! { <p class="muted">"Loading updates…"</p> }>
+                    {move || Suspend::new(async move {
+                        match updates.await {
+                            Err(e) => view! { <ErrorBox error=e/> }.into_any(),
+                            Ok(rows) => view! { <UpdatesTable rows=rows/> }.into_any(),
+                        }
+                    })}
+                </Suspense>
+            </section>
+
+            <section class="card">
+                <h2>"Installed packages"</h2>
+                <form class="toolbar" on:submit=on_search>
+                    <input id=ids::PACKAGES_SEARCH class="search" type="search" placeholder="Search packages" bind:value=search_input/>
+                    <button type="submit" class="btn btn-primary">"Search"</button>
+                </form>
+                <Transition fallback=|| view! { <p class="muted">"Loading packages…"</p> }>
+                    {move || Suspend::new(async move {
+                        match packages.await {
+                            Err(e) => view! { <ErrorBox error=e/> }.into_any(),
+                            Ok(page) => {
+                                let id = host_id.get_untracked();
+                                let search = pkg_search.get_untracked();
+                                view! {
+                                    <table id=ids::PACKAGES_TABLE class="table table-compact">
+                                        <thead><tr><th>"Package"</th><th>"Version"</th><th>"Arch"</th></tr></thead>
+                                        <tbody>
+                                            {page.items.into_iter().map(|p| view! {
+                                                <tr><td class="mono">{p.name}</td><td class="mono">{p.version}</td><td>{p.arch}</td></tr>
+                                            }).collect_view()}
+                                        </tbody>
+                                    </table>
+                                    <Pager
+                                        page=page.page
+                                        per_page=page.per_page
+                                        total=page.total
+                                        href=move |n| packages_href(&id, &search, n)
+                                    />
+                                }.into_any()
+                            }
+                        }
+                    })}
+                </Transition>
+            </section>
+        </Layout>
+    }
+}
+
+#[component]
+fn Facts(host: HostDetail) -> impl IntoView {
+    let s = host.summary;
+    let os_id = format!("{} {}", host.os_id, host.os_version_id);
+    view! {
+        <section class="card">
+            <div class="host-head">
+                <h2 id=ids::HOST_HOSTNAME>{s.hostname}</h2>
+                <span id=ids::HOST_STATUS><OnlineBadge online=s.online/></span>
+                {s.reboot_required.then(|| view! { <span class="badge badge-reboot">"reboot required"</span> })}
+            </div>
+            <div class="stats">
+                <div class="stat">
+                    <span class="stat-value" id=ids::INSTALLED_COUNT>{host.installed_count}</span>
+                    <span class="stat-label">"installed packages"</span>
+                </div>
+                <div class="stat">
+                    <span class="stat-value" id=ids::PENDING_COUNT>{s.pending_updates}</span>
+                    <span class="stat-label">"pending updates"</span>
+                </div>
+                <div class="stat">
+                    <span class="stat-value stat-security" id=ids::SECURITY_COUNT>{s.security_updates}</span>
+                    <span class="stat-label">"security updates"</span>
+                </div>
+            </div>
+            <dl class="facts">
+                <dt>"Operating system"</dt><dd>{s.os_pretty_name}</dd>
+                <dt>"ID / VERSION_ID"</dt><dd class="mono">{os_id}</dd>
+                <dt>"Kernel"</dt><dd class="mono">{s.kernel}</dd>
+                <dt>"Architecture"</dt><dd>{s.arch}</dd>
+                <dt>"Uptime"</dt><dd>{format::duration(host.uptime_seconds)}</dd>
+                <dt>"Package manager"</dt><dd>{host.package_manager}</dd>
+                <dt>"Agent version"</dt><dd>{host.agent_version}</dd>
+                <dt>"Last seen"</dt><dd>{format::datetime_opt(s.last_seen)}</dd>
+                <dt>"Enrolled"</dt><dd>{format::datetime(host.enrolled_at)}</dd>
+                <dt>"Certificate serial"</dt><dd class="mono">{host.cert_serial}</dd>
+                <dt>"Certificate expires"</dt><dd>{format::datetime(host.cert_not_after)}</dd>
+                <dt>"Host id"</dt><dd class="mono">{s.id}</dd>
+            </dl>
+        </section>
+    }
+}
+
+#[component]
+fn UpdatesTable(rows: Vec<UpdateRow>) -> impl IntoView {
+    if rows.is_empty() {
+        return view! { <div class="empty">"No pending updates."</div> }.into_any();
+    }
+    view! {
+        <table id=ids::UPDATES_TABLE class="table table-compact">
+            <thead>
+                <tr><th>"Package"</th><th>"Installed"</th><th>"Candidate"</th><th>"Arch"</th><th>"Source"</th><th></th></tr>
+            </thead>
+            <tbody>
+                {rows.into_iter().map(|u| view! {
+                    <tr class=if u.security { "row-security" } else { "" }>
+                        <td class="mono">{u.name}</td>
+                        <td class="mono">{u.current_version}</td>
+                        <td class="mono">{u.candidate_version}</td>
+                        <td>{u.arch}</td>
+                        <td class="muted">{u.source}</td>
+                        <td>{u.security.then(|| view! { <span class="badge badge-security">"security"</span> })}</td>
+                    </tr>
+                }).collect_view()}
+            </tbody>
+        </table>
+    }
+    .into_any()
+}

@@ -1,0 +1,72 @@
+// Mirror of app/src/ui/ids.rs (element ids and routes shared with the UI). Change both together.
+
+export const ROUTE_LOGIN = '/login';
+export const ROUTE_SETUP = '/setup';
+export const ROUTE_HOSTS = '/hosts';
+export const ROUTE_ENROLL = '/enroll';
+
+// `<body data-hydrated="true">` once the WASM has hydrated the page.
+export const HYDRATED_ATTR = 'data-hydrated';
+
+// Navigation
+export const NAV_USER = 'nav-user';
+export const LOGOUT_BUTTON = 'logout-button';
+
+// Login (password step, TOTP step, TOTP enrolment)
+export const LOGIN_FORM = 'login-form';
+export const LOGIN_USERNAME = 'login-username';
+export const LOGIN_PASSWORD = 'login-password';
+export const LOGIN_SUBMIT = 'login-submit';
+export const LOGIN_ERROR = 'login-error';
+export const TOTP_FORM = 'totp-form';
+export const TOTP_CODE = 'totp-code';
+export const TOTP_SUBMIT = 'totp-submit';
+export const TOTP_ENROL_FORM = 'totp-enrol-form';
+export const TOTP_QR = 'totp-qr';
+export const TOTP_SECRET = 'totp-secret';
+export const TOTP_ENROL_CODE = 'totp-enrol-code';
+export const TOTP_ENROL_SUBMIT = 'totp-enrol-submit';
+
+// First-run setup
+export const SETUP_FORM = 'setup-form';
+export const SETUP_USERNAME = 'setup-username';
+export const SETUP_PASSWORD = 'setup-password';
+export const SETUP_PASSWORD2 = 'setup-password2';
+export const SETUP_SUBMIT = 'setup-submit';
+export const SETUP_ERROR = 'setup-error';
+export const SETUP_DONE = 'setup-done';
+
+// Host list
+export const HOSTS_TABLE = 'hosts-table';
+export const HOSTS_TOTAL = 'hosts-total';
+export const HOSTS_SEARCH = 'hosts-search';
+export const HOSTS_STATUS = 'hosts-status';
+export const HOSTS_SECURITY_ONLY = 'hosts-security-only';
+export const HOSTS_REBOOT_ONLY = 'hosts-reboot-only';
+export const HOSTS_APPLY = 'hosts-apply';
+export const PAGE_PREV = 'page-prev';
+export const PAGE_NEXT = 'page-next';
+export const PAGE_INFO = 'page-info';
+// Row of one host: `host-row-<hostname>`.
+export const HOST_ROW_PREFIX = 'host-row-';
+
+// Host detail
+export const HOST_HOSTNAME = 'host-hostname';
+export const HOST_STATUS = 'host-status';
+export const INSTALLED_COUNT = 'installed-count';
+export const PENDING_COUNT = 'pending-count';
+export const SECURITY_COUNT = 'security-count';
+export const UPDATES_TABLE = 'updates-table';
+export const PACKAGES_TABLE = 'packages-table';
+export const PACKAGES_SEARCH = 'packages-search';
+
+// Enrollment
+export const ENROLL_FORM = 'enroll-form';
+export const ENROLL_NOTE = 'enroll-note';
+export const ENROLL_VALIDITY = 'enroll-validity';
+export const ENROLL_SUBMIT = 'enroll-submit';
+export const ENROLL_TOKEN = 'enroll-token';
+export const AGENT_COMMAND = 'agent-command';
+export const AGENT_COMMAND_COPY = 'agent-command-copy';
+export const CA_FINGERPRINT = 'ca-fingerprint';
+export const TOKENS_TABLE = 'tokens-table';

@@ -1,0 +1,104 @@
+//! What each CLI subcommand does. Errors are `anyhow` (this is an edge).
+
+use std::io::BufRead;
+use std::process::ExitCode;
+
+use anyhow::{anyhow, Context};
+use app::backend::audit::{self, Actor};
+use app::backend::ca::Ca;
+use app::backend::db::now_unix;
+use app::backend::{enrollment, sessions, users};
+
+use crate::cli::{AuditCommand, CaCommand, Cli, Command, ConfigCommand, EnrollTokenCommand, UserCommand};
+use crate::config::{Config, Overrides};
+
+fn overrides(cli: &Cli) -> Overrides {
+    Overrides {
+        data_dir: cli.data_dir.clone(),
+        database_url: std::env::var("PM_DATABASE_URL").ok().filter(|s| !s.is_empty()),
+    }
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let ov = overrides(&cli);
+    if let Command::Config(ConfigCommand::Check { file }) = &cli.command {
+        let path = file.as_deref().or(cli.config.as_deref());
+        let config = Config::load(path, &ov)?;
+        println!("{config:#?}");
+        println!("configuration OK");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let config = Config::load(cli.config.as_deref(), &ov)?;
+    match cli.command {
+        Command::Config(_) => Ok(ExitCode::SUCCESS),
+        Command::Serve => serve(config).await,
+        Command::Migrate => {
+            let db = crate::open_db(&config).await?;
+            db.migrate().await?;
+            println!("database migrated");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::EnrollToken(EnrollTokenCommand::Create { ttl, note }) => {
+            let state = crate::init_state(&config).await?;
+            let t = enrollment::create_token(&state, &Actor::Cli, &note, ttl, now_unix()).await?;
+            println!("token:          {}", t.token);
+            println!("expires at:     {} (unix)", t.info.expires_at);
+            println!("CA fingerprint: {}", t.ca_fingerprint);
+            println!("run on the host:\n  {}", t.agent_command);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::User(UserCommand::CreateAdmin(args)) => {
+            let password = match &args.password_file {
+                Some(p) => first_line(std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?),
+                None => {
+                    let mut line = String::new();
+                    std::io::stdin().lock().read_line(&mut line).context("reading the password from stdin")?;
+                    first_line(line)
+                }
+            };
+            if password.is_empty() {
+                return Err(anyhow!("empty password"));
+            }
+            let state = crate::init_state(&config).await?;
+            let user = users::create_admin(&state, &Actor::Cli, &args.username, &password, now_unix()).await?;
+            println!("created admin {} ({})", user.username, user.id);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Ca(CaCommand::Fingerprint) => {
+            let ca = Ca::load_or_create(&config.data_dir, now_unix())?;
+            println!("{}", ca.fingerprint());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Audit(AuditCommand::Verify) => {
+            let db = crate::open_db(&config).await?;
+            db.migrate().await?;
+            let v = audit::verify(&db).await?;
+            match v.first_bad_seq {
+                None => {
+                    println!("audit chain OK ({} rows)", v.rows);
+                    Ok(ExitCode::SUCCESS)
+                }
+                Some(seq) => {
+                    println!("audit chain BROKEN at seq {seq} ({} rows checked)", v.rows);
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+    }
+}
+
+fn first_line(s: String) -> String {
+    s.lines().next().unwrap_or("").to_string()
+}
+
+async fn serve(config: Config) -> anyhow::Result<ExitCode> {
+    let public_url = config.public_url.clone();
+    let server = crate::run_with(config, crate::shutdown_signal()).await?;
+    // The setup URL is a one-time secret for whoever runs the service: stdout, not the log.
+    if let Some(token) = sessions::setup_token_issue(&server.state, now_unix()).await? {
+        println!("No user exists yet. Create the first administrator within one hour at:");
+        println!("  {public_url}/setup?token={token}");
+    }
+    server.join.await.context("server task")?;
+    Ok(ExitCode::SUCCESS)
+}
