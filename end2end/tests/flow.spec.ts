@@ -97,6 +97,8 @@ test('set up, log in with TOTP, enrol a host and see its inventory', async ({ pa
     await page.waitForURL((u) => u.pathname === ids.ROUTE_HOSTS);
     await hydrated(page);
     await expect(byId(page, ids.NAV_USER)).toHaveText(USERNAME);
+    await page.goto(url('/'));
+    expect(new URL(page.url()).pathname).toBe(ids.ROUTE_HOSTS);
   });
 
   let agentCommand = '';
@@ -122,6 +124,14 @@ test('set up, log in with TOTP, enrol a host and see its inventory', async ({ pa
     const args = agentCommand.split(/\s+/).slice(1);
     execFileSync(agentBin, [...args, '--state-dir', stateDir], { stdio: 'inherit', timeout: 60_000 });
     execFileSync(agentBin, ['run', '--once', '--state-dir', stateDir], { stdio: 'inherit', timeout: 180_000 });
+  });
+
+  await test.step('the token is now used and points at the host', async () => {
+    await page.goto(url(ids.ROUTE_ENROLL));
+    await hydrated(page);
+    const row = byId(page, ids.TOKENS_TABLE).locator('tbody tr').filter({ hasText: 'playwright host' });
+    await expect(row).toContainText('used');
+    await expect(row.locator('a[href^="/hosts/"]')).toHaveCount(1);
   });
 
   const hostname = os.hostname();

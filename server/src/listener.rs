@@ -109,6 +109,9 @@ async fn serve_connection(
     let info = ConnInfo { remote_addr, peer_serial };
     let svc = router.map_request(move |mut req: axum::extract::Request<hyper::body::Incoming>| {
         req.extensions_mut().insert(info.clone());
+        // The app crate cannot see `ConnInfo`; server functions read the peer address for the
+        // audit log from axum's own `ConnectInfo`.
+        req.extensions_mut().insert(axum::extract::ConnectInfo(info.remote_addr));
         req
     });
     let mut builder = Builder::new(TokioExecutor::new());

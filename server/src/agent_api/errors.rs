@@ -26,6 +26,8 @@ pub enum AgentError {
     PayloadTooLarge,
     #[error("body read failed")]
     BodyRead,
+    #[error("request timed out")]
+    Timeout,
 }
 
 impl From<JsonRejection> for AgentError {
@@ -83,6 +85,7 @@ impl IntoResponse for AgentError {
                 body(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "request body too large".into())
             }
             AgentError::BodyRead => body(StatusCode::BAD_REQUEST, "bad_request", "could not read request body".into()),
+            AgentError::Timeout => body(StatusCode::REQUEST_TIMEOUT, "timeout", "request timed out".into()),
         }
     }
 }

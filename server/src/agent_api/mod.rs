@@ -25,6 +25,8 @@ use crate::listener::ConnInfo;
 
 /// A full inventory of a large host is a few MiB of JSON.
 pub const CHECKIN_BODY_LIMIT: usize = 32 * 1024 * 1024;
+/// Upper bound for one request, body upload included (slow clients hold a connection slot).
+pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// The host a request was authorized for (from its certificate, never from the body).
 #[derive(Debug, Clone)]
@@ -37,7 +39,15 @@ pub fn router(state: AppState) -> Router {
         .route(agent::proto::CHECKIN_PATH, post(checkin))
         .layer(DefaultBodyLimit::max(CHECKIN_BODY_LIMIT))
         .layer(axum::middleware::from_fn_with_state(state.clone(), authorize))
+        .layer(axum::middleware::from_fn(request_timeout))
         .with_state(state)
+}
+
+async fn request_timeout(req: Request, next: Next) -> Response {
+    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(req)).await {
+        Ok(res) => res,
+        Err(_) => AgentError::Timeout.into_response(),
+    }
 }
 
 pub async fn authorize(State(state): State<AppState>, mut req: Request, next: Next) -> Response {

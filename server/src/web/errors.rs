@@ -27,6 +27,9 @@ pub enum WebError {
     /// No valid session (API callers; pages get a redirect instead).
     #[error("not logged in")]
     NotLoggedIn,
+    /// The request (including reading its body) took longer than the listener allows.
+    #[error("request timed out")]
+    Timeout,
 }
 
 impl From<JsonRejection> for WebError {
@@ -91,6 +94,7 @@ impl IntoResponse for WebError {
             }
             WebError::BodyRead => body(StatusCode::BAD_REQUEST, "bad_request", "could not read request body".into()),
             WebError::NotLoggedIn => body(StatusCode::UNAUTHORIZED, "not_logged_in", "login required".into()),
+            WebError::Timeout => body(StatusCode::REQUEST_TIMEOUT, "timeout", "request timed out".into()),
         }
     }
 }

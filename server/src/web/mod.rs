@@ -28,6 +28,9 @@ use self::headers::CspNonce;
 
 /// JSON bodies of server functions are small forms.
 pub const SERVER_FN_BODY_LIMIT: usize = 1024 * 1024;
+/// Upper bound for producing a response head (handlers read their bodies within it). A
+/// streamed page body is not cut off.
+pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Router state: the backend plus what Leptos needs to render.
 #[derive(Clone)]
@@ -99,6 +102,14 @@ pub fn router(state: AppState, site_dir: &Path) -> Router {
             leptos_context(state),
             app::ui::shell,
         ))
+        .layer(axum::middleware::from_fn(request_timeout))
         .layer(axum::middleware::from_fn(headers::security_headers))
         .with_state(web_state)
+}
+
+async fn request_timeout(req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(req)).await {
+        Ok(res) => res,
+        Err(_) => axum::response::IntoResponse::into_response(WebError::Timeout),
+    }
 }

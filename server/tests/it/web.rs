@@ -145,3 +145,22 @@ async fn session_gate_accepts_access_and_rotates_refresh() {
     assert_eq!(resp.status(), 303, "reuse of an old refresh token revokes the whole family");
     srv.stop().await;
 }
+
+/// The audit log must name the source address of a failed UI login (server functions run
+/// behind our own accept loop, which has to hand them the peer address).
+#[tokio::test]
+async fn failed_ui_login_is_audited_with_source_ip() {
+    let srv = TestServer::start().await;
+    let resp = no_redirect_client(&srv)
+        .post(srv.web_url("/api/auth/login"))
+        .header("origin", srv.web_url(""))
+        .form(&[("username", "nobody"), ("password", "wrong-password-123")])
+        .send()
+        .await
+        .expect("POST login");
+    assert_eq!(resp.status(), 401);
+    let rows = app::backend::audit::list_by_action(&srv.state.db, "login.failure").await.expect("audit");
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].source_ip.as_deref(), Some("127.0.0.1"));
+    srv.stop().await;
+}
