@@ -1,7 +1,7 @@
 // Starts `target/release/patch-manager serve` on free loopback ports with a fresh data dir
 // and SQLite, waits for the one-time setup URL it prints, and passes everything the tests
 // need through environment variables (workers inherit them).
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
@@ -54,10 +54,20 @@ export default async function globalSetup(): Promise<void> {
     ].join('\n'),
   );
 
+  // PM_TEST_DATABASE=postgres runs the same suite on a fresh PostgreSQL database (dropped in
+  // teardown); the default is the embedded SQLite in the data dir.
+  const env: NodeJS.ProcessEnv = { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'info' };
+  let pgDatabase: string | undefined;
+  if (process.env.PM_TEST_DATABASE === 'postgres') {
+    pgDatabase = `pm_e2e_${process.pid}_${Date.now()}`;
+    execFileSync('psql', ['-h', '127.0.0.1', '-U', 'postgres', '-d', 'postgres', '-qc', `CREATE DATABASE ${pgDatabase}`]);
+    env.PM_DATABASE_URL = `postgres://postgres@127.0.0.1:5432/${pgDatabase}`;
+  }
+
   const log = fs.openSync(path.join(dir, 'server.log'), 'a');
   const child = spawn(bin, ['--config', config, 'serve'], {
     cwd: dir,
-    env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'info' },
+    env,
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: false,
   });
@@ -107,6 +117,7 @@ export default async function globalSetup(): Promise<void> {
     setupUrl,
     agentBin: agent,
     serverLog: path.join(dir, 'server.log'),
+    pgDatabase,
   };
   fs.writeFileSync(STATE_FILE, JSON.stringify(state, null, 2));
   process.env.PM_BASE_URL = state.baseUrl;

@@ -123,7 +123,7 @@ fn store(state: &StateDir, response: &EnrollResponse, key_pem: &str) -> Result<(
         commands: previous.map(|c| c.commands).unwrap_or_default(),
     };
     state::write_atomic(&state.key_path(), key_pem.as_bytes(), state::SECRET_MODE)?;
-    state::write_atomic(&state.cert_path(), response.cert_pem.as_bytes(), state::PUBLIC_MODE)?;
+    state::write_atomic(&state.cert_path(), response.cert_pem.as_bytes(), state::SECRET_MODE)?;
     state::write_atomic(&state.ca_path(), response.ca_pem.as_bytes(), state::PUBLIC_MODE)?;
     state::remove_if_exists(&state.ack_path())?;
     state::write_atomic(&state.config_path(), config.to_toml()?.as_bytes(), state::PUBLIC_MODE)
@@ -171,7 +171,7 @@ mod tests {
         store(&state, &response, "KEY").unwrap();
         let mode = |p: PathBuf| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(state.key_path()), 0o600);
-        assert_eq!(mode(state.cert_path()), 0o644);
+        assert_eq!(mode(state.cert_path()), 0o600);
         assert_eq!(std::fs::read_to_string(state.key_path()).unwrap(), "KEY");
         let config = AgentConfig::load(&state.config_path()).unwrap();
         assert_eq!(config.host_id, "new-id");

@@ -9,7 +9,7 @@
 //! refresh.
 
 use app::backend::db::now_unix;
-use app::backend::sessions::{self, ACCESS_COOKIE, REFRESH_COOKIE};
+use app::backend::sessions::{self, Refreshed, ACCESS_COOKIE, REFRESH_COOKIE};
 use app::backend::state::AppState;
 use axum::extract::{Request, State};
 use axum::http::header::{self, HeaderMap, HeaderValue};
@@ -59,8 +59,8 @@ pub async fn require_session(State(state): State<AppState>, mut req: Request, ne
         Some(refresh) => {
             let ip = req.extensions().get::<ConnInfo>().map(ConnInfo::ip);
             match sessions::refresh(&state, &refresh, ip.as_deref(), now).await {
-                Ok((_principal, tokens)) => {
-                    replace_session_cookies(req.headers_mut(), &tokens.access, &tokens.refresh);
+                Ok(Refreshed::Rotated(_principal, tokens)) => {
+                    replace_session_cookies(req.headers_mut(), &tokens.access, Some(&tokens.refresh));
                     let mut res = next.run(req).await;
                     append_set_cookie(
                         res.headers_mut(),
@@ -70,6 +70,14 @@ pub async fn require_session(State(state): State<AppState>, mut req: Request, ne
                         res.headers_mut(),
                         &sessions::set_cookie(REFRESH_COOKIE, &tokens.refresh, tokens.refresh_max_age),
                     );
+                    return res;
+                }
+                // A concurrent request rotated this token a moment ago: its response carries the
+                // successor refresh cookie, so this one sets the access cookie only.
+                Ok(Refreshed::Joined { access, access_max_age, .. }) => {
+                    replace_session_cookies(req.headers_mut(), &access, None);
+                    let mut res = next.run(req).await;
+                    append_set_cookie(res.headers_mut(), &sessions::set_cookie(ACCESS_COOKIE, &access, access_max_age));
                     return res;
                 }
                 Err(e) => {
@@ -100,7 +108,9 @@ fn append_set_cookie(headers: &mut HeaderMap, cookie: &str) {
 }
 
 /// Rewrites the request's `Cookie` header(s) with the freshly rotated session tokens.
-fn replace_session_cookies(headers: &mut HeaderMap, access: &str, refresh: &str) {
+/// Rewrites the request's Cookie header so the page or server function sees the new access
+/// token (and the new refresh token, when this request rotated it).
+fn replace_session_cookies(headers: &mut HeaderMap, access: &str, refresh: Option<&str>) {
     let mut pairs: Vec<String> = headers
         .get_all(header::COOKIE)
         .iter()
@@ -109,12 +119,14 @@ fn replace_session_cookies(headers: &mut HeaderMap, access: &str, refresh: &str)
         .map(str::trim)
         .filter(|p| {
             let name = p.split('=').next().unwrap_or("");
-            !p.is_empty() && name != ACCESS_COOKIE && name != REFRESH_COOKIE
+            !p.is_empty() && name != ACCESS_COOKIE && (refresh.is_none() || name != REFRESH_COOKIE)
         })
         .map(str::to_owned)
         .collect();
     pairs.push(format!("{ACCESS_COOKIE}={access}"));
-    pairs.push(format!("{REFRESH_COOKIE}={refresh}"));
+    if let Some(refresh) = refresh {
+        pairs.push(format!("{REFRESH_COOKIE}={refresh}"));
+    }
     headers.remove(header::COOKIE);
     if let Ok(v) = HeaderValue::from_str(&pairs.join("; ")) {
         headers.insert(header::COOKIE, v);
@@ -145,8 +157,13 @@ mod tests {
         let mut h = HeaderMap::new();
         h.append(header::COOKIE, HeaderValue::from_static("a=1; pm_access=old"));
         h.append(header::COOKIE, HeaderValue::from_static("pm_refresh=oldr; b=2"));
-        replace_session_cookies(&mut h, "new", "newr");
+        let joined = h.clone();
+        replace_session_cookies(&mut h, "new", Some("newr"));
         let v = h.get(header::COOKIE).unwrap().to_str().unwrap();
         assert_eq!(v, "a=1; b=2; pm_access=new; pm_refresh=newr");
+        let mut h = joined;
+        replace_session_cookies(&mut h, "new", None);
+        let v = h.get(header::COOKIE).unwrap().to_str().unwrap();
+        assert_eq!(v, "a=1; pm_refresh=oldr; b=2; pm_access=new");
     }
 }

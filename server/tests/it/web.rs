@@ -132,7 +132,25 @@ async fn session_gate_accepts_access_and_rotates_refresh() {
     assert!(sc.iter().all(|c| c.contains("HttpOnly") && c.contains("Secure") && c.contains("SameSite=Strict")));
     assert!(sessions::verify_access(&srv.state.keys, &new_access, now_unix()).is_ok());
 
-    // The rotated-out refresh token is dead (reuse revokes the family): back to /login.
+    // The same old token again at once (a browser's parallel requests racing the rotation):
+    // let in with a fresh access cookie only; the family is not forked, not revoked.
+    let resp = c
+        .get(srv.web_url("/hosts"))
+        .header("cookie", format!("pm_access=garbage; pm_refresh={}", tokens.refresh))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(resp.status(), 200);
+    let sc = set_cookies(&resp);
+    assert!(cookie_value(&sc, "pm_access").is_some());
+    assert!(cookie_value(&sc, "pm_refresh").is_none(), "{sc:?}");
+
+    // Later (past the race grace), the rotated-out refresh token is a replay: the family is
+    // revoked and it is back to /login.
+    sqlx::query("UPDATE sessions SET rotated_at = rotated_at - 60 WHERE rotated_at IS NOT NULL")
+        .execute(&srv.state.db.pool)
+        .await
+        .expect("backdate rotation");
     let resp = c
         .get(srv.web_url("/hosts"))
         .header("cookie", format!("pm_refresh={}", tokens.refresh))

@@ -53,6 +53,37 @@ pub const REFRESH_PREFIX: &str = "pmrt_";
 pub const REFRESH_IDLE_SECS: i64 = 3600;
 /// Absolute session length from login.
 pub const SESSION_MAX_SECS: i64 = 12 * 3600;
+/// A refresh token rotated less than this long ago by a concurrent request (a browser firing
+/// several requests just after its access token expired) is not treated as a replay: see
+/// [`Refreshed::Joined`]. Any later presentation revokes the whole family.
+pub const RACE_GRACE_SECS: i64 = 5;
+
+/// Outcome of presenting a refresh token.
+#[derive(Debug)]
+pub enum Refreshed {
+    /// This request rotated the token: set both cookies.
+    Rotated(Principal, SessionTokens),
+    /// A concurrent request rotated this very token under [`RACE_GRACE_SECS`] ago. This request
+    /// is authenticated with a fresh access token only (`access`, `access_max_age`); the
+    /// winner's response carries the one successor refresh token, so the family never forks.
+    Joined { principal: Principal, access: String, access_max_age: i64 },
+}
+
+impl Refreshed {
+    pub fn principal(&self) -> &Principal {
+        match self {
+            Refreshed::Rotated(p, _) | Refreshed::Joined { principal: p, .. } => p,
+        }
+    }
+
+    /// The rotated pair, or None when this request joined a concurrent rotation.
+    pub fn into_rotated(self) -> Option<(Principal, SessionTokens)> {
+        match self {
+            Refreshed::Rotated(p, t) => Some((p, t)),
+            Refreshed::Joined { .. } => None,
+        }
+    }
+}
 
 const INVALID_REFRESH: BackendError = BackendError::Unauthorized("invalid_refresh");
 
@@ -189,7 +220,7 @@ pub async fn start(state: &AppState, user: &User, source_ip: Option<&str>, now: 
 /// Rotates a refresh token: the new tokens and who they belong to, or
 /// `Unauthorized("invalid_refresh")` (unknown, expired, idle, revoked, reused, disabled user).
 #[tracing::instrument(skip_all, fields(source_ip = source_ip.unwrap_or("-")))]
-pub async fn refresh(state: &AppState, refresh_token: &str, source_ip: Option<&str>, now: i64) -> Result<(Principal, SessionTokens)> {
+pub async fn refresh(state: &AppState, refresh_token: &str, source_ip: Option<&str>, now: i64) -> Result<Refreshed> {
     if !refresh_token.starts_with(REFRESH_PREFIX) || refresh_token.len() > 128 {
         return Err(INVALID_REFRESH);
     }
@@ -207,12 +238,31 @@ pub async fn refresh(state: &AppState, refresh_token: &str, source_ip: Option<&s
     .rows_affected();
 
     if rotated != 1 {
-        let row = sqlx::query("SELECT family_id, user_id, rotated_at FROM sessions WHERE refresh_hash = $1")
-            .bind(&hash)
-            .fetch_optional(&mut *tx)
-            .await?;
+        let row = sqlx::query(
+            "SELECT s.family_id, s.user_id, s.rotated_at, s.revoked_at, s.expires_at, u.username, u.role, u.disabled \
+             FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.refresh_hash = $1",
+        )
+        .bind(&hash)
+        .fetch_optional(&mut *tx)
+        .await?;
         if let Some(row) = row {
             let rotated_at: Option<i64> = row.try_get("rotated_at")?;
+            let revoked_at: Option<i64> = row.try_get("revoked_at")?;
+            let expires_at: i64 = row.try_get("expires_at")?;
+            let disabled: i64 = row.try_get("disabled")?;
+            let raced = rotated_at.is_some_and(|r| now - r < RACE_GRACE_SECS);
+            if raced && revoked_at.is_none() && expires_at > now && disabled == 0 {
+                tx.rollback().await?;
+                let role: String = row.try_get("role")?;
+                let principal = Principal {
+                    user_id: row.try_get("user_id")?,
+                    username: row.try_get("username")?,
+                    role: users::parse_role(&role)?,
+                    session_id: row.try_get("family_id")?,
+                };
+                let access = keys::issue_access(&state.keys, &principal, now)?;
+                return Ok(Refreshed::Joined { principal, access, access_max_age: ACCESS_TTL_SECS });
+            }
             if rotated_at.is_some() {
                 let family_id: String = row.try_get("family_id")?;
                 let user_id: String = row.try_get("user_id")?;
@@ -262,7 +312,7 @@ pub async fn refresh(state: &AppState, refresh_token: &str, source_ip: Option<&s
     insert_session(&mut tx, &principal.user_id, &principal.session_id, &sha256_hex(&successor), expires_at, source_ip, now).await?;
     tx.commit().await?;
     let t = tokens(state, &principal, successor, expires_at, now)?;
-    Ok((principal, t))
+    Ok(Refreshed::Rotated(principal, t))
 }
 
 /// Logout: revokes the session family. Audited `logout`.

@@ -43,11 +43,11 @@ async fn start_refresh_rotate_end() {
         .unwrap();
     assert_eq!(stored, 0);
 
-    let (p2, t2) = refresh(st, &t.refresh, Some("192.0.2.1"), NOW + 600).await.unwrap();
+    let (p2, t2) = refresh(st, &t.refresh, Some("192.0.2.1"), NOW + 600).await.unwrap().into_rotated().unwrap();
     assert_eq!(p2, p);
     assert_ne!(t2.refresh, t.refresh);
     assert_eq!(verify_access(&st.keys, &t2.access, NOW + 600).unwrap().session_id, p.session_id);
-    let (_, t3) = refresh(st, &t2.refresh, None, NOW + 1200).await.unwrap();
+    let (_, t3) = refresh(st, &t2.refresh, None, NOW + 1200).await.unwrap().into_rotated().unwrap();
 
     end(st, &p, NOW + 1300).await.unwrap();
     assert_eq!(refresh(st, &t3.refresh, None, NOW + 1400).await.unwrap_err().code(), "invalid_refresh");
@@ -69,7 +69,7 @@ async fn reuse_revokes_family() {
     // Another session of the same user must survive.
     let other = start(st, &u, None, NOW).await.unwrap();
     let t = start(st, &u, None, NOW).await.unwrap();
-    let (p, t2) = refresh(st, &t.refresh, None, NOW + 10).await.unwrap();
+    let (p, t2) = refresh(st, &t.refresh, None, NOW + 10).await.unwrap().into_rotated().unwrap();
     // Replaying the rotated token: refused, and the successor dies with the family.
     assert_eq!(refresh(st, &t.refresh, Some("198.51.100.7"), NOW + 20).await.unwrap_err().code(), "invalid_refresh");
     assert_eq!(refresh(st, &t2.refresh, None, NOW + 30).await.unwrap_err().code(), "invalid_refresh");
@@ -96,23 +96,36 @@ async fn concurrent_refresh_exactly_one_wins() {
             let (st, tok) = (st.clone(), t.refresh.clone());
             tasks.push(tokio::spawn(async move { refresh(&st, &tok, None, NOW + 5).await }));
         }
-        let mut wins = 0;
+        let (mut wins, mut joined) = (0, 0);
+        let mut successor = None;
         for task in tasks {
-            match task.await.unwrap() {
-                Ok(_) => wins += 1,
-                Err(e) => assert_eq!(e.code(), "invalid_refresh"),
+            match task.await.unwrap().unwrap() {
+                Refreshed::Rotated(_, t) => {
+                    wins += 1;
+                    successor = Some(t.refresh);
+                }
+                Refreshed::Joined { principal, access, .. } => {
+                    joined += 1;
+                    assert_eq!(verify_access(&st.keys, &access, NOW + 5).unwrap(), principal);
+                }
             }
         }
-        assert_eq!(wins, 1, "round {round}");
-        // The losers presented a rotated token: the family is revoked, successor included.
+        assert_eq!((wins, joined), (1, 3), "round {round}");
+        // Exactly one live successor: the family did not fork, and was not revoked.
         let rows = sqlx::query("SELECT COUNT(*) AS n FROM sessions WHERE user_id = $1 AND revoked_at IS NULL AND rotated_at IS NULL")
             .bind(&u.id)
             .fetch_one(&st.db.pool)
             .await
             .unwrap();
         let live: i64 = rows.try_get("n").unwrap();
-        assert_eq!(live, 0, "round {round}");
+        assert_eq!(live, 1, "round {round}");
+        // Past the grace window the old token is a replay: the family dies, successor included.
+        let late = NOW + 5 + RACE_GRACE_SECS;
+        assert_eq!(refresh(&st, &t.refresh, None, late).await.unwrap_err().code(), "invalid_refresh");
+        let succ = successor.unwrap();
+        assert_eq!(refresh(&st, &succ, None, late).await.unwrap_err().code(), "invalid_refresh");
     }
+    assert_eq!(audit::list_by_action(&st.db, "session.refresh_reuse").await.unwrap().len(), 3);
     assert_eq!(audit::verify(&st.db).await.unwrap().first_bad_seq, None);
     env.finish().await;
 }
@@ -135,7 +148,8 @@ async fn idle_absolute_and_disabled() {
     loop {
         at += 3000;
         match refresh(st, &tok, None, at).await {
-            Ok((_, t)) => {
+            Ok(Refreshed::Joined { .. }) => panic!("no concurrent request here"),
+            Ok(Refreshed::Rotated(_, t)) => {
                 assert!(at < NOW + SESSION_MAX_SECS);
                 assert_eq!(t.refresh_max_age, REFRESH_IDLE_SECS.min(NOW + SESSION_MAX_SECS - at));
                 tok = t.refresh;
