@@ -4,14 +4,14 @@ export const ROUTE_LOGIN = '/login';
 export const ROUTE_SETUP = '/setup';
 export const ROUTE_HOSTS = '/hosts';
 export const ROUTE_ENROLL = '/enroll';
-
-// `<body data-hydrated="true">` once the WASM has hydrated the page.
+export const ROUTE_USERS = '/users';
+export const ROUTE_GROUPS = '/groups';
+export const ROUTE_INVITE = '/invite';
+export const ROUTE_ACCOUNT = '/account';
 export const HYDRATED_ATTR = 'data-hydrated';
-
 // Navigation
 export const NAV_USER = 'nav-user';
 export const LOGOUT_BUTTON = 'logout-button';
-
 // Login (password step, TOTP step, TOTP enrolment)
 export const LOGIN_FORM = 'login-form';
 export const LOGIN_USERNAME = 'login-username';
@@ -26,7 +26,6 @@ export const TOTP_QR = 'totp-qr';
 export const TOTP_SECRET = 'totp-secret';
 export const TOTP_ENROL_CODE = 'totp-enrol-code';
 export const TOTP_ENROL_SUBMIT = 'totp-enrol-submit';
-
 // First-run setup
 export const SETUP_FORM = 'setup-form';
 export const SETUP_USERNAME = 'setup-username';
@@ -35,7 +34,6 @@ export const SETUP_PASSWORD2 = 'setup-password2';
 export const SETUP_SUBMIT = 'setup-submit';
 export const SETUP_ERROR = 'setup-error';
 export const SETUP_DONE = 'setup-done';
-
 // Host list
 export const HOSTS_TABLE = 'hosts-table';
 export const HOSTS_TOTAL = 'hosts-total';
@@ -47,9 +45,7 @@ export const HOSTS_APPLY = 'hosts-apply';
 export const PAGE_PREV = 'page-prev';
 export const PAGE_NEXT = 'page-next';
 export const PAGE_INFO = 'page-info';
-// Row of one host: `host-row-<hostname>`.
 export const HOST_ROW_PREFIX = 'host-row-';
-
 // Host detail
 export const HOST_HOSTNAME = 'host-hostname';
 export const HOST_STATUS = 'host-status';
@@ -59,7 +55,6 @@ export const SECURITY_COUNT = 'security-count';
 export const UPDATES_TABLE = 'updates-table';
 export const PACKAGES_TABLE = 'packages-table';
 export const PACKAGES_SEARCH = 'packages-search';
-
 // Enrollment
 export const ENROLL_FORM = 'enroll-form';
 export const ENROLL_NOTE = 'enroll-note';
@@ -70,3 +65,35 @@ export const AGENT_COMMAND = 'agent-command';
 export const AGENT_COMMAND_COPY = 'agent-command-copy';
 export const CA_FINGERPRINT = 'ca-fingerprint';
 export const TOKENS_TABLE = 'tokens-table';
+export const ENROLL_GROUP = 'enroll-group';
+// Host groups (on the host page)
+export const HOST_GROUPS = 'host-groups';
+export const HOST_GROUPS_EDIT = 'host-groups-edit';
+export const HOST_GROUPS_SAVE = 'host-groups-save';
+// Users
+export const INVITE_FORM = 'invite-form';
+export const INVITE_USERNAME = 'invite-username';
+export const INVITE_ROLE = 'invite-role';
+export const INVITE_GROUPS = 'invite-groups';
+export const INVITE_SUBMIT = 'invite-submit';
+export const INVITE_LINK = 'invite-link';
+export const USERS_TABLE = 'users-table';
+export const USER_ROW_PREFIX = 'user-row-';
+// Invitation acceptance and password change
+export const INVITE_ACCEPT_FORM = 'invite-accept-form';
+export const INVITE_PASSWORD = 'invite-password';
+export const INVITE_PASSWORD2 = 'invite-password2';
+export const INVITE_ACCEPT_SUBMIT = 'invite-accept-submit';
+export const INVITE_ERROR = 'invite-error';
+export const INVITE_DONE = 'invite-done';
+export const PASSWORD_FORM = 'password-form';
+export const PASSWORD_CURRENT = 'password-current';
+export const PASSWORD_NEW = 'password-new';
+export const PASSWORD_NEW2 = 'password-new2';
+export const PASSWORD_SUBMIT = 'password-submit';
+export const PASSWORD_ERROR = 'password-error';
+// Groups
+export const GROUP_FORM = 'group-form';
+export const GROUP_NAME = 'group-name';
+export const GROUP_SUBMIT = 'group-submit';
+export const GROUPS_TABLE = 'groups-table';

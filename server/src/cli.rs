@@ -39,6 +39,17 @@ pub enum Command {
     /// The tamper-evident audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// JWT signing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Replace the signing key now (it signs after a short activation delay; the old key
+    /// verifies for 24 h more). Use it after a suspected key compromise, with a server restart
+    /// if the old key must stop verifying at once.
+    Rotate,
 }
 
 #[derive(Debug, Subcommand)]
@@ -60,6 +71,9 @@ pub enum EnrollTokenCommand {
         /// Free-text note shown in the token list.
         #[arg(long, value_name = "TEXT", default_value = "")]
         note: String,
+        /// Host group (by name) the enrolled host joins.
+        #[arg(long, value_name = "NAME")]
+        group: Option<String>,
     },
 }
 

@@ -9,7 +9,7 @@ use app::backend::ca::Ca;
 use app::backend::db::now_unix;
 use app::backend::{enrollment, sessions, users};
 
-use crate::cli::{AuditCommand, CaCommand, Cli, Command, ConfigCommand, EnrollTokenCommand, UserCommand};
+use crate::cli::{AuditCommand, CaCommand, Cli, Command, ConfigCommand, EnrollTokenCommand, KeysCommand, UserCommand};
 use crate::config::{Config, Overrides};
 
 fn overrides(cli: &Cli) -> Overrides {
@@ -38,9 +38,27 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("database migrated");
             Ok(ExitCode::SUCCESS)
         }
-        Command::EnrollToken(EnrollTokenCommand::Create { ttl, note }) => {
+        Command::Keys(KeysCommand::Rotate) => {
+            let db = crate::open_db(&config).await?;
+            db.migrate().await?;
+            let kid = app::backend::sessions::rotate_now(&db, &Actor::Cli, now_unix()).await?;
+            println!(
+                "new signing key {kid}: signs in {} s, the previous key verifies for 24 h more",
+                app::backend::sessions::ACTIVATION_DELAY_SECS
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::EnrollToken(EnrollTokenCommand::Create { ttl, note, group }) => {
             let state = crate::init_state(&config).await?;
-            let t = enrollment::create_token(&state, &Actor::Cli, &note, ttl, now_unix()).await?;
+            let group_id = match &group {
+                Some(name) => Some(
+                    app::backend::groups::id_by_name(&state.db, name)
+                        .await?
+                        .ok_or_else(|| anyhow!("no host group named {name:?}"))?,
+                ),
+                None => None,
+            };
+            let t = enrollment::create_token(&state, &Actor::Cli, &note, ttl, group_id.as_deref(), now_unix()).await?;
             println!("token:          {}", t.token);
             println!("expires at:     {} (unix)", t.info.expires_at);
             println!("CA fingerprint: {}", t.ca_fingerprint);

@@ -45,6 +45,8 @@ pub struct RawConfig {
     pub enroll_token_max_ttl_secs: Option<i64>,
     /// How often each replica reloads the certificate registry from the database.
     pub cert_refresh_secs: Option<u64>,
+    /// Age in days at which the JWT signing key is replaced (default 90).
+    pub jwt_rotation_days: Option<i64>,
     pub tls: Option<RawTls>,
 }
 
@@ -79,6 +81,7 @@ pub struct Config {
     pub enroll_token_default_ttl_secs: i64,
     pub enroll_token_max_ttl_secs: i64,
     pub cert_refresh_secs: u64,
+    pub jwt_rotation_days: i64,
 }
 
 impl fmt::Debug for Config {
@@ -99,6 +102,7 @@ impl fmt::Debug for Config {
             .field("enroll_token_default_ttl_secs", &self.enroll_token_default_ttl_secs)
             .field("enroll_token_max_ttl_secs", &self.enroll_token_max_ttl_secs)
             .field("cert_refresh_secs", &self.cert_refresh_secs)
+            .field("jwt_rotation_days", &self.jwt_rotation_days)
             .finish()
     }
 }
@@ -254,6 +258,10 @@ impl Config {
         if cert_refresh_secs == 0 {
             return Err(ConfigError::Invalid("cert_refresh_secs must be > 0".into()));
         }
+        let jwt_rotation_days = raw.jwt_rotation_days.unwrap_or(90);
+        if !(1..=3650).contains(&jwt_rotation_days) {
+            return Err(ConfigError::Invalid("jwt_rotation_days must be within 1..=3650".into()));
+        }
 
         Ok(Config {
             data_dir,
@@ -271,6 +279,7 @@ impl Config {
             enroll_token_default_ttl_secs,
             enroll_token_max_ttl_secs,
             cert_refresh_secs,
+            jwt_rotation_days,
         })
     }
 
@@ -285,6 +294,7 @@ impl Config {
             host_cert_validity_days: self.host_cert_validity_days,
             enroll_token_default_ttl_secs: self.enroll_token_default_ttl_secs,
             enroll_token_max_ttl_secs: self.enroll_token_max_ttl_secs,
+            jwt_rotation_secs: self.jwt_rotation_days * 86_400,
         }
     }
 }

@@ -79,14 +79,15 @@ pub async fn run_with(
     let web = tokio::spawn(listener::serve(web_listener, web_tls, web_router, stop_rx.clone()));
     let agent = tokio::spawn(listener::serve(agent_listener, agent_tls, agent_router, stop_rx.clone()));
     let refresher =
-        tokio::spawn(refresh_registry(state.clone(), Duration::from_secs(config.cert_refresh_secs), stop_rx));
+        tokio::spawn(refresh_registry(state.clone(), Duration::from_secs(config.cert_refresh_secs), stop_rx.clone()));
+    let key_refresher = tokio::spawn(refresh_keys(state.clone(), stop_rx));
     tracing::info!(%web_addr, %agent_addr, "listening");
 
     let join = tokio::spawn(async move {
         shutdown.await;
         tracing::info!("shutting down");
         let _ = stop_tx.send(true);
-        for (name, task) in [("web", web), ("agent", agent), ("registry refresher", refresher)] {
+        for (name, task) in [("web", web), ("agent", agent), ("registry refresher", refresher), ("key refresher", key_refresher)] {
             if let Err(e) = task.await {
                 tracing::error!(task = name, error = %e, "task failed");
             }
@@ -107,6 +108,24 @@ async fn refresh_registry(state: AppState, every: Duration, mut stop: watch::Rec
             _ = tick.tick() => {
                 if let Err(e) = state.certs.refresh(&state.db).await {
                     tracing::warn!(error = %e, "certificate registry refresh failed");
+                }
+            }
+        }
+    }
+}
+
+/// Rotates the JWT signing key when it is due and picks up keys written by other replicas
+/// (or `keys rotate`), well within their activation delay.
+async fn refresh_keys(state: AppState, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(app::backend::sessions::KEY_REFRESH_SECS));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = listener::stopped(&mut stop) => return,
+            _ = tick.tick() => {
+                if let Err(e) = state.keys.refresh(&state.db, state.settings.jwt_rotation_secs, now_unix()).await {
+                    tracing::warn!(error = %e, "JWT key refresh failed");
                 }
             }
         }

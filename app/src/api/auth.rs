@@ -52,7 +52,19 @@ pub async fn logout() -> Result<(), AppError> {
 /// The signed-in user, or `None`.
 #[server(endpoint = "auth/me")]
 pub async fn current_user() -> Result<Option<Me>, AppError> {
-    Ok(super::ctx::require_user().ok().map(|p| p.me()))
+    Ok(super::ctx::caller().await.ok().map(|c| c.principal.me()))
+}
+
+/// The invited user sets their password with the one-time link's token.
+#[server(endpoint = "auth/accept_invitation")]
+pub async fn accept_invitation(token: String, password: String, password2: String) -> Result<(), AppError> {
+    super::ctx::respond(imp::accept_invitation(&token, &password, &password2).await)
+}
+
+/// The signed-in user changes their password; every session of theirs ends, this one too.
+#[server(endpoint = "account/password")]
+pub async fn change_password(current: String, new: String, new2: String) -> Result<(), AppError> {
+    super::ctx::respond(imp::change_password(&current, &new, &new2).await)
 }
 
 #[cfg(feature = "ssr")]
@@ -101,6 +113,33 @@ mod imp {
         let state = ctx::state()?;
         let ip = ctx::client_ip();
         sessions::setup_admin(&state, token.trim(), username.trim(), password, ip.as_deref(), ctx::now()).await?;
+        Ok(())
+    }
+
+    fn same(a: &str, b: &str) -> Result<(), AppError> {
+        if a == b {
+            Ok(())
+        } else {
+            Err(AppError::new(422, "password_mismatch", "the passwords do not match"))
+        }
+    }
+
+    pub async fn accept_invitation(token: &str, password: &str, password2: &str) -> Result<(), AppError> {
+        same(password, password2)?;
+        let state = ctx::state()?;
+        let ip = ctx::client_ip();
+        Ok(crate::backend::user_admin::accept_invitation(&state, token, password, ip.as_deref(), ctx::now()).await?)
+    }
+
+    pub async fn change_password(current: &str, new: &str, new2: &str) -> Result<(), AppError> {
+        same(new, new2)?;
+        let caller = ctx::caller().await?;
+        let state = ctx::state()?;
+        let ip = ctx::client_ip();
+        let user = users::user_by_id(&state.db, &caller.principal.user_id).await?;
+        crate::backend::user_admin::change_password(&state, &user, current, new, ip.as_deref(), ctx::now()).await?;
+        ctx::clear_cookie(ctx::ACCESS_COOKIE)?;
+        ctx::clear_cookie(ctx::REFRESH_COOKIE)?;
         Ok(())
     }
 

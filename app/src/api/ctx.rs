@@ -12,6 +12,7 @@ use leptos::prelude::use_context;
 use leptos_axum::ResponseOptions;
 
 use super::error::AppError;
+use crate::backend::access::{self, Caller};
 use crate::backend::db::now_unix;
 use crate::backend::sessions::{self, Principal};
 use crate::backend::state::AppState;
@@ -97,11 +98,25 @@ pub fn require_user() -> Result<Principal, AppError> {
     sessions::verify_access(&state.keys, token, now()).map_err(|_| AppError::unauthenticated())
 }
 
-pub fn require_admin() -> Result<Principal, AppError> {
+/// The verified caller: a valid access token whose session is still live, with the role as
+/// it is in the database now (see `backend::access`). Every server function that reads or
+/// changes anything calls this (or `require_admin`).
+pub async fn caller() -> Result<Caller, AppError> {
     let principal = require_user()?;
-    if principal.role == crate::api::dto::Role::Admin {
-        Ok(principal)
-    } else {
-        Err(AppError::forbidden())
-    }
+    let state = state()?;
+    let mut conn = state.db.pool.acquire().await.map_err(crate::backend::error::BackendError::from)?;
+    access::resolve(&mut conn, principal, now()).await.map_err(|e| {
+        if e.is_internal() {
+            AppError::from(e)
+        } else {
+            AppError::unauthenticated()
+        }
+    })
+}
+
+/// `caller()`, refused with 403 unless the caller is an Admin.
+pub async fn require_admin() -> Result<Caller, AppError> {
+    let caller = caller().await?;
+    caller.require_admin()?;
+    Ok(caller)
 }

@@ -91,6 +91,7 @@ pub struct HostDetail {
     pub installed_count: i64,
     pub cert_serial: String,
     pub cert_not_after: i64,
+    pub groups: Vec<GroupRef>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -119,6 +120,8 @@ pub struct EnrollTokenInfo {
     pub expires_at: i64,
     pub used_at: Option<i64>,
     pub used_by_host: Option<String>,
+    /// The group an enrolled host joins.
+    pub group_name: Option<String>,
 }
 
 /// Returned once, when a token is created: the plaintext is never shown again.
@@ -138,4 +141,40 @@ pub struct NewEnrollToken {
 pub struct TokenList {
     pub now: i64,
     pub tokens: Vec<EnrollTokenInfo>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct GroupRef {
+    pub id: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct GroupInfo {
+    pub id: String,
+    pub name: String,
+    pub created_at: i64,
+    pub host_count: i64,
+}
+
+/// A user as the admin's user list shows them.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct UserInfo {
+    pub id: String,
+    pub username: String,
+    pub role: Role,
+    pub disabled: bool,
+    pub totp_enrolled: bool,
+    /// The invitation has not been accepted yet (no password set).
+    pub invited: bool,
+    pub created_at: i64,
+    pub groups: Vec<GroupRef>,
+}
+
+/// Returned once when a user is invited: the link is never shown again.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NewInvitation {
+    pub user: UserInfo,
+    pub link: String,
+    pub expires_at: i64,
 }

@@ -1,6 +1,8 @@
-//! Host list, host detail, installed packages and pending updates (any signed-in user).
+//! Host list, host detail, installed packages and pending updates (any signed-in user, cut
+//! to their scope), and a host's group memberships (Admin).
 
 use leptos::prelude::*;
+use leptos::server_fn::codec::Json;
 
 use super::dto::{HostDetail, HostSummary, PackageRow, Page, StatusFilter, UpdateRow};
 use super::error::AppError;
@@ -36,13 +38,36 @@ pub async fn host_updates(id: String) -> Result<Vec<UpdateRow>, AppError> {
     super::ctx::respond(imp::host_updates(&id).await)
 }
 
+/// Replaces the groups a host belongs to (Admin).
+// JSON body: a URL-encoded empty list would not arrive at all.
+#[server(endpoint = "hosts/set_groups", input = Json)]
+pub async fn set_host_groups(id: String, group_ids: Vec<String>) -> Result<(), AppError> {
+    super::ctx::respond(imp::set_host_groups(&id, group_ids).await)
+}
+
 #[cfg(feature = "ssr")]
 mod imp {
     use super::super::ctx;
     use super::super::dto::HostQuery;
     use super::{AppError, HostDetail, HostSummary, PackageRow, Page, StatusFilter, UpdateRow};
     use super::{HOSTS_PER_PAGE, PACKAGES_PER_PAGE};
-    use crate::backend::{hosts, inventory};
+    use crate::backend::state::AppState;
+    use crate::backend::{groups, hosts, inventory};
+
+    /// The state, once the caller may see host `id` (404 otherwise, as for a missing host).
+    async fn in_scope(id: &str) -> Result<AppState, AppError> {
+        let caller = ctx::caller().await?;
+        let state = ctx::state()?;
+        let mut conn = state.db.pool.acquire().await.map_err(crate::backend::error::BackendError::from)?;
+        caller.scope().check_host(&mut conn, id).await?;
+        Ok(state)
+    }
+
+    pub async fn set_host_groups(id: &str, group_ids: Vec<String>) -> Result<(), AppError> {
+        let caller = ctx::require_admin().await?;
+        let state = ctx::state()?;
+        Ok(groups::set_host_groups(&state.db, &caller.actor(), id, &group_ids, ctx::now()).await?)
+    }
 
     pub async fn list_hosts(
         search: String,
@@ -51,7 +76,7 @@ mod imp {
         reboot_only: bool,
         page: u32,
     ) -> Result<Page<HostSummary>, AppError> {
-        ctx::require_user()?;
+        let caller = ctx::caller().await?;
         let state = ctx::state()?;
         let query = HostQuery {
             search: search.trim().to_string(),
@@ -61,24 +86,22 @@ mod imp {
             page: page.max(1),
             per_page: HOSTS_PER_PAGE,
         };
-        Ok(hosts::list(&state.db, &query, state.settings.offline_after_secs, ctx::now()).await?)
+        Ok(hosts::list(&state.db, &caller.scope(), &query, state.settings.offline_after_secs, ctx::now()).await?)
     }
 
     pub async fn get_host(id: &str) -> Result<HostDetail, AppError> {
-        ctx::require_user()?;
+        let caller = ctx::caller().await?;
         let state = ctx::state()?;
-        Ok(hosts::get(&state.db, id, state.settings.offline_after_secs, ctx::now()).await?)
+        Ok(hosts::get(&state.db, &caller.scope(), id, state.settings.offline_after_secs, ctx::now()).await?)
     }
 
     pub async fn host_packages(id: &str, search: &str, page: u32) -> Result<Page<PackageRow>, AppError> {
-        ctx::require_user()?;
-        let state = ctx::state()?;
+        let state = in_scope(id).await?;
         Ok(inventory::installed(&state.db, id, search.trim(), page.max(1), PACKAGES_PER_PAGE).await?)
     }
 
     pub async fn host_updates(id: &str) -> Result<Vec<UpdateRow>, AppError> {
-        ctx::require_user()?;
-        let state = ctx::state()?;
+        let state = in_scope(id).await?;
         Ok(inventory::updates(&state.db, id).await?)
     }
 }

@@ -6,6 +6,7 @@
 //! - `auth`: login, TOTP, first-run setup, logout, `me`.
 //! - `hosts`: host list and detail, installed packages, pending updates.
 //! - `enroll`: enrollment tokens (admin).
+//! - `groups`, `users`: host groups and user management (admin).
 //! - `ctx` (server only): `AppState`, cookies, client address, `require_user`.
 //!
 //! Every endpoint has a fixed path under `/api/` (`auth/*` must stay reachable without a
@@ -16,4 +17,6 @@ pub mod ctx;
 pub mod dto;
 pub mod enroll;
 pub mod error;
+pub mod groups;
 pub mod hosts;
+pub mod users;

@@ -19,6 +19,7 @@ use agent::proto::{EnrollRequest, EnrollResponse};
 
 use super::audit::{self, Actor, Event};
 use super::certs;
+use super::groups;
 use super::db::{new_id, Db};
 use super::error::{BackendError, Result};
 use super::state::AppState;
@@ -48,6 +49,7 @@ pub async fn create_token(
     actor: &Actor,
     note: &str,
     ttl_secs: Option<i64>,
+    group_id: Option<&str>,
     now: i64,
 ) -> Result<NewEnrollToken> {
     let max = state.settings.enroll_token_max_ttl_secs;
@@ -62,6 +64,14 @@ pub async fn create_token(
     if note.chars().any(char::is_control) {
         return Err(BackendError::Invalid("note must not contain control characters".into()));
     }
+    let mut tx = state.db.begin().await?;
+    let group_name = match group_id {
+        Some(g) => {
+            let row = sqlx::query("SELECT name FROM host_groups WHERE id = $1").bind(g).fetch_optional(&mut *tx).await?;
+            Some(row.ok_or_else(|| BackendError::Invalid("unknown group".into()))?.try_get::<String, _>("name")?)
+        }
+        None => None,
+    };
     let token = new_token();
     let info = EnrollTokenInfo {
         id: new_id(),
@@ -71,11 +81,11 @@ pub async fn create_token(
         expires_at: now + ttl,
         used_at: None,
         used_by_host: None,
+        group_name,
     };
-    let mut tx = state.db.begin().await?;
     sqlx::query(
-        "INSERT INTO enroll_tokens (id, token_hash, note, created_by, created_at, expires_at) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO enroll_tokens (id, token_hash, note, created_by, created_at, expires_at, group_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(&info.id)
     .bind(hash_token(&token))
@@ -83,6 +93,7 @@ pub async fn create_token(
     .bind(&info.created_by)
     .bind(info.created_at)
     .bind(info.expires_at)
+    .bind(group_id)
     .execute(&mut *tx)
     .await?;
     let target = format!("enroll_token:{}", info.id);
@@ -93,7 +104,7 @@ pub async fn create_token(
             action: "enroll_token.create",
             target: &target,
             source_ip: None,
-            details: serde_json::json!({ "note": info.note, "expires_at": info.expires_at }),
+            details: serde_json::json!({ "note": info.note, "expires_at": info.expires_at, "group": group_id }),
         },
         now,
     )
@@ -110,8 +121,8 @@ pub async fn create_token(
 /// Newest first (at most 500).
 pub async fn list_tokens(db: &Db, _now: i64) -> Result<Vec<EnrollTokenInfo>> {
     let rows = sqlx::query(
-        "SELECT id, note, created_by, created_at, expires_at, used_at, used_by_host FROM enroll_tokens \
-         ORDER BY created_at DESC, id LIMIT 500",
+        "SELECT t.id, t.note, t.created_by, t.created_at, t.expires_at, t.used_at, t.used_by_host, g.name AS group_name \
+         FROM enroll_tokens t LEFT JOIN host_groups g ON g.id = t.group_id ORDER BY t.created_at DESC, t.id LIMIT 500",
     )
     .fetch_all(&db.pool)
     .await?;
@@ -125,6 +136,7 @@ pub async fn list_tokens(db: &Db, _now: i64) -> Result<Vec<EnrollTokenInfo>> {
                 expires_at: r.try_get("expires_at")?,
                 used_at: r.try_get("used_at")?,
                 used_by_host: r.try_get("used_by_host")?,
+                group_name: r.try_get("group_name")?,
             })
         })
         .collect()
@@ -182,7 +194,7 @@ pub async fn enroll(
     let mut tx = state.db.begin().await?;
     let consumed = sqlx::query(
         "UPDATE enroll_tokens SET used_at = $1, used_by_host = $2 \
-         WHERE token_hash = $3 AND used_at IS NULL AND expires_at > $1 RETURNING id",
+         WHERE token_hash = $3 AND used_at IS NULL AND expires_at > $1 RETURNING id, group_id",
     )
     .bind(now)
     .bind(&host_id)
@@ -209,6 +221,7 @@ pub async fn enroll(
         return Err(BackendError::Unauthorized("token_invalid"));
     };
     let token_id: String = consumed.try_get("id")?;
+    let group_id: Option<String> = consumed.try_get("group_id")?;
 
     sqlx::query("INSERT INTO hosts (id, hostname, enrolled_at) VALUES ($1, $2, $3)")
         .bind(&host_id)
@@ -217,6 +230,9 @@ pub async fn enroll(
         .execute(&mut *tx)
         .await?;
     certs::record_issued(&mut tx, &issued, &host_id).await?;
+    if let Some(g) = &group_id {
+        groups::add_host(&mut tx, g, &host_id).await?;
+    }
     let target = format!("host:{host_id}");
     audit::append(
         &mut tx,
@@ -225,7 +241,7 @@ pub async fn enroll(
             action: "enroll.success",
             target: &target,
             source_ip,
-            details: serde_json::json!({ "token_id": token_id, "hostname": req.hostname }),
+            details: serde_json::json!({ "token_id": token_id, "hostname": req.hostname, "group": group_id }),
         },
         now,
     )
@@ -279,7 +295,7 @@ mod tests {
     async fn token_create_list_and_single_use_enrollment() {
         let t = testkit::test_db().await;
         let state = t.state(NOW).await;
-        let new = create_token(&state, &admin(), "rack 3", None, NOW).await.unwrap();
+        let new = create_token(&state, &admin(), "rack 3", None, None, NOW).await.unwrap();
         assert!(new.token.starts_with(TOKEN_PREFIX));
         assert_eq!(new.token.len(), TOKEN_PREFIX.len() + 43);
         assert_eq!(new.info.expires_at, NOW + state.settings.enroll_token_default_ttl_secs);
@@ -342,7 +358,7 @@ mod tests {
     async fn malformed_csr_keeps_token_and_bad_input_is_invalid() {
         let t = testkit::test_db().await;
         let state = t.state(NOW).await;
-        let new = create_token(&state, &admin(), "", Some(600), NOW).await.unwrap();
+        let new = create_token(&state, &admin(), "", Some(600), None, NOW).await.unwrap();
         let err = enroll(
             &state,
             &req(&new.token, "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n".into()),
@@ -375,7 +391,7 @@ mod tests {
     async fn expired_and_unknown_tokens_are_refused() {
         let t = testkit::test_db().await;
         let state = t.state(NOW).await;
-        let new = create_token(&state, &admin(), "short", Some(60), NOW).await.unwrap();
+        let new = create_token(&state, &admin(), "short", Some(60), None, NOW).await.unwrap();
         let err = enroll(&state, &req(&new.token, csr()), Some("198.51.100.1"), NOW + 60).await.unwrap_err();
         assert!(matches!(err, BackendError::Unauthorized("token_invalid")));
         let err = enroll(&state, &req("pmet_nope", csr()), None, NOW).await.unwrap_err();
@@ -386,9 +402,9 @@ mod tests {
         assert!(fails[1].details.contains("\"unknown\""));
         // Out-of-range TTLs are refused.
         let max = state.settings.enroll_token_max_ttl_secs;
-        assert!(matches!(create_token(&state, &admin(), "", Some(max + 1), NOW).await, Err(BackendError::Invalid(_))));
-        assert!(matches!(create_token(&state, &admin(), "", Some(0), NOW).await, Err(BackendError::Invalid(_))));
-        assert!(matches!(create_token(&state, &admin(), "a\nb", None, NOW).await, Err(BackendError::Invalid(_))));
+        assert!(matches!(create_token(&state, &admin(), "", Some(max + 1), None, NOW).await, Err(BackendError::Invalid(_))));
+        assert!(matches!(create_token(&state, &admin(), "", Some(0), None, NOW).await, Err(BackendError::Invalid(_))));
+        assert!(matches!(create_token(&state, &admin(), "a\nb", None, None, NOW).await, Err(BackendError::Invalid(_))));
         assert_eq!(audit::verify(&t.db).await.unwrap().first_bad_seq, None);
         t.cleanup().await;
     }
@@ -397,7 +413,7 @@ mod tests {
     async fn evil_csr_gets_a_plain_client_cert() {
         let t = testkit::test_db().await;
         let state = t.state(NOW).await;
-        let new = create_token(&state, &admin(), "", None, NOW).await.unwrap();
+        let new = create_token(&state, &admin(), "", None, None, NOW).await.unwrap();
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
         let mut p = CertificateParams::new(vec!["evil.example".to_string()]).unwrap();
         p.distinguished_name = DistinguishedName::new();
@@ -420,7 +436,7 @@ mod tests {
     async fn concurrent_use_of_one_token_enrolls_exactly_one_host() {
         let t = testkit::test_db().await;
         let state = t.state(NOW).await;
-        let new = create_token(&state, &admin(), "race", None, NOW).await.unwrap();
+        let new = create_token(&state, &admin(), "race", None, None, NOW).await.unwrap();
         let mut tasks = Vec::new();
         for i in 0..8 {
             let state = state.clone();

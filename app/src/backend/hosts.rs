@@ -7,7 +7,9 @@ use sqlx::Row;
 
 use agent::proto::{CheckIn, CheckInResponse, HostFacts};
 
+use super::access::Scope;
 use super::certs;
+use super::groups;
 use super::db::Db;
 use super::error::{BackendError, Result};
 use super::inventory;
@@ -142,10 +144,15 @@ enum Arg {
 }
 
 /// One page of hosts, filtered and ordered by hostname, with the total count of matches.
-pub async fn list(db: &Db, q: &HostQuery, offline_after_secs: i64, now: i64) -> Result<Page<HostSummary>> {
+/// Cut to `scope`: the count, the page and the search only ever see hosts in scope.
+pub async fn list(db: &Db, scope: &Scope, q: &HostQuery, offline_after_secs: i64, now: i64) -> Result<Page<HostSummary>> {
     let (page, per_page) = clamp_page(q.page, q.per_page);
     let mut conds: Vec<String> = Vec::new();
     let mut args: Vec<Arg> = Vec::new();
+    if let Some((cond, user)) = scope.host_condition("hosts.id", args.len() + 1) {
+        args.push(Arg::Text(user));
+        conds.push(cond);
+    }
     let search = q.search.trim();
     if !search.is_empty() {
         args.push(Arg::Text(like_pattern(search)));
@@ -202,7 +209,12 @@ pub async fn list(db: &Db, q: &HostQuery, offline_after_secs: i64, now: i64) -> 
     Ok(Page { items, total, page, per_page })
 }
 
-pub async fn get(db: &Db, host_id: &str, offline_after_secs: i64, now: i64) -> Result<HostDetail> {
+/// One host, or `NotFound` when it does not exist or is outside `scope`.
+pub async fn get(db: &Db, scope: &Scope, host_id: &str, offline_after_secs: i64, now: i64) -> Result<HostDetail> {
+    let mut conn = db.pool.acquire().await?;
+    scope.check_host(&mut conn, host_id).await?;
+    let groups = groups::of_host(&mut conn, host_id).await?;
+    drop(conn);
     let r = sqlx::query(&format!(
         "SELECT {SUMMARY_COLUMNS}, os_id, os_version_id, uptime_seconds, agent_version, package_manager, \
          enrolled_at, installed_count FROM hosts WHERE id = $1"
@@ -223,6 +235,7 @@ pub async fn get(db: &Db, host_id: &str, offline_after_secs: i64, now: i64) -> R
         installed_count: r.try_get("installed_count")?,
         cert_serial,
         cert_not_after,
+        groups,
     })
 }
 
@@ -313,7 +326,7 @@ pub(crate) mod tests {
         let c = CheckIn { facts: facts("web-01", true), inventory_digest: "other".into(), inventory: None };
         assert!(record_checkin(db, "h1", &c, 60, NOW + 180).await.unwrap().send_inventory);
 
-        let d = get(db, "h1", 300, NOW + 200).await.unwrap();
+        let d = get(db, &Scope::All, "h1", 300, NOW + 200).await.unwrap();
         assert_eq!(d.summary.hostname, "web-01");
         assert_eq!(d.summary.last_seen, Some(NOW + 180));
         assert!(d.summary.online);
@@ -325,7 +338,7 @@ pub(crate) mod tests {
         assert_eq!(d.os_id, "debian");
         assert_eq!(d.uptime_seconds, 3600);
         assert_eq!(d.cert_serial, "");
-        assert!(!get(db, "h1", 300, NOW + 1000).await.unwrap().summary.online);
+        assert!(!get(db, &Scope::All, "h1", 300, NOW + 1000).await.unwrap().summary.online);
 
         // Inventory replaced, not appended.
         let smaller = inventory(10, 0);
@@ -335,13 +348,13 @@ pub(crate) mod tests {
             inventory: Some(smaller.clone()),
         };
         assert!(!record_checkin(db, "h1", &c, 60, NOW + 240).await.unwrap().send_inventory);
-        let d = get(db, "h1", 300, NOW + 240).await.unwrap();
+        let d = get(db, &Scope::All, "h1", 300, NOW + 240).await.unwrap();
         assert_eq!((d.installed_count, d.summary.pending_updates, d.summary.security_updates), (10, 2, 0));
         assert_eq!(inventory::installed(db, "h1", "", 1, 200).await.unwrap().total, 10);
         assert_eq!(inventory::updates(db, "h1").await.unwrap().len(), 2);
 
         assert!(matches!(record_checkin(db, "nope", &c, 60, NOW).await, Err(BackendError::NotFound)));
-        assert!(matches!(get(db, "nope", 300, NOW).await, Err(BackendError::NotFound)));
+        assert!(matches!(get(db, &Scope::All, "nope", 300, NOW).await, Err(BackendError::NotFound)));
         t.cleanup().await;
     }
 
@@ -369,7 +382,7 @@ pub(crate) mod tests {
             q
         };
 
-        let all = list(db, &HostQuery::default(), 300, NOW).await.unwrap();
+        let all = list(db, &Scope::All, &HostQuery::default(), 300, NOW).await.unwrap();
         assert_eq!(all.total, 13);
         assert_eq!((all.page, all.per_page), (1, 50));
         assert_eq!(all.items.len(), 13);
@@ -377,7 +390,7 @@ pub(crate) mod tests {
         assert_eq!(all.items[12].hostname, "zz_never%seen");
 
         let p = list(
-            db,
+            db, &Scope::All,
             &q(|q| {
                 q.page = 3;
                 q.per_page = 5
@@ -390,7 +403,7 @@ pub(crate) mod tests {
         assert_eq!((p.total, p.items.len(), p.page), (13, 3, 3));
         assert_eq!(p.items[0].hostname, "Node-10");
         let p = list(
-            db,
+            db, &Scope::All,
             &q(|q| {
                 q.page = 9;
                 q.per_page = 5000
@@ -402,19 +415,19 @@ pub(crate) mod tests {
         .unwrap();
         assert_eq!((p.per_page, p.items.len(), p.total), (200, 0, 13));
 
-        let online = list(db, &q(|q| q.status = StatusFilter::Online), 300, NOW).await.unwrap();
+        let online = list(db, &Scope::All, &q(|q| q.status = StatusFilter::Online), 300, NOW).await.unwrap();
         assert_eq!(online.total, 6);
         assert!(online.items.iter().all(|h| h.online));
-        let offline = list(db, &q(|q| q.status = StatusFilter::Offline), 300, NOW).await.unwrap();
+        let offline = list(db, &Scope::All, &q(|q| q.status = StatusFilter::Offline), 300, NOW).await.unwrap();
         assert_eq!(offline.total, 7);
         assert!(offline.items.iter().all(|h| !h.online));
 
-        let sec = list(db, &q(|q| q.security_only = true), 300, NOW).await.unwrap();
+        let sec = list(db, &Scope::All, &q(|q| q.security_only = true), 300, NOW).await.unwrap();
         assert_eq!(sec.total, 3);
-        let reboot = list(db, &q(|q| q.reboot_only = true), 300, NOW).await.unwrap();
+        let reboot = list(db, &Scope::All, &q(|q| q.reboot_only = true), 300, NOW).await.unwrap();
         assert_eq!(reboot.total, 4);
         let both = list(
-            db,
+            db, &Scope::All,
             &q(|q| {
                 q.reboot_only = true;
                 q.security_only = true;
@@ -428,13 +441,13 @@ pub(crate) mod tests {
         assert_eq!(both.items.iter().map(|h| h.hostname.as_str()).collect::<Vec<_>>(), vec!["Node-00"]);
 
         // Case-insensitive search over hostname, OS and kernel; LIKE wildcards are literal.
-        assert_eq!(list(db, &q(|q| q.search = "NODE-1".into()), 300, NOW).await.unwrap().total, 2);
-        assert_eq!(list(db, &q(|q| q.search = "bookworm".into()), 300, NOW).await.unwrap().total, 12);
-        assert_eq!(list(db, &q(|q| q.search = "6.1.0-18".into()), 300, NOW).await.unwrap().total, 12);
-        assert_eq!(list(db, &q(|q| q.search = "%".into()), 300, NOW).await.unwrap().total, 1);
-        assert_eq!(list(db, &q(|q| q.search = "_".into()), 300, NOW).await.unwrap().total, 1);
-        assert_eq!(list(db, &q(|q| q.search = "e-0_".into()), 300, NOW).await.unwrap().total, 0);
-        assert_eq!(list(db, &q(|q| q.search = "it's".into()), 300, NOW).await.unwrap().total, 0);
+        assert_eq!(list(db, &Scope::All, &q(|q| q.search = "NODE-1".into()), 300, NOW).await.unwrap().total, 2);
+        assert_eq!(list(db, &Scope::All, &q(|q| q.search = "bookworm".into()), 300, NOW).await.unwrap().total, 12);
+        assert_eq!(list(db, &Scope::All, &q(|q| q.search = "6.1.0-18".into()), 300, NOW).await.unwrap().total, 12);
+        assert_eq!(list(db, &Scope::All, &q(|q| q.search = "%".into()), 300, NOW).await.unwrap().total, 1);
+        assert_eq!(list(db, &Scope::All, &q(|q| q.search = "_".into()), 300, NOW).await.unwrap().total, 1);
+        assert_eq!(list(db, &Scope::All, &q(|q| q.search = "e-0_".into()), 300, NOW).await.unwrap().total, 0);
+        assert_eq!(list(db, &Scope::All, &q(|q| q.search = "it's".into()), 300, NOW).await.unwrap().total, 0);
         t.cleanup().await;
     }
 

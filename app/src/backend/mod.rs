@@ -9,19 +9,24 @@
 //! - `enrollment`: one-time enrollment tokens and CSR signing.
 //! - `hosts`, `inventory`: check-ins, facts, installed packages and pending updates.
 //! - `users`, `passwords`, `mfa`, `sessions`: identity (Argon2id, TOTP, EdDSA JWT, refresh tokens).
+//! - `access`: the caller re-checked per request, and the host scope (Admin: all; Operator: their groups).
+//! - `groups`: host groups; `user_admin`: invitations, roles, disabling, MFA reset (Admin only).
 
+pub mod access;
 pub mod audit;
 pub mod ca;
 pub mod certs;
 pub mod db;
 pub mod enrollment;
 pub mod error;
+pub mod groups;
 pub mod hosts;
 pub mod inventory;
 pub mod mfa;
 pub mod passwords;
 pub mod sessions;
 pub mod state;
+pub mod user_admin;
 pub mod users;
 #[cfg(test)]
 pub mod testkit;

@@ -80,12 +80,14 @@ async fn dummy_hash(limiter: &Semaphore) -> Result<&'static str> {
     Ok(h.as_str())
 }
 
-/// Checks `password` against `phc`; with `None` (unknown user) it verifies against the dummy
+/// Checks `password` against `phc`; with `None` (unknown user) or an unparseable hash it verifies against the dummy
 /// hash and returns false, taking the same time.
 pub async fn verify(limiter: &Semaphore, phc: Option<&str>, password: &str) -> Result<bool> {
+    // An account without a usable hash (invited, not yet accepted) costs the same as a
+    // missing one.
     let (target, real) = match phc {
-        Some(p) => (p.to_string(), true),
-        None => (dummy_hash(limiter).await?.to_string(), false),
+        Some(p) if PasswordHash::new(p).is_ok() => (p.to_string(), true),
+        _ => (dummy_hash(limiter).await?.to_string(), false),
     };
     let pw = password.as_bytes().to_vec();
     let ok = run_limited(limiter, move || verify_blocking(&target, &pw)).await?;

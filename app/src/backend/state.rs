@@ -22,6 +22,8 @@ pub struct Settings {
     pub host_cert_validity_days: i64,
     pub enroll_token_default_ttl_secs: i64,
     pub enroll_token_max_ttl_secs: i64,
+    /// Age at which the JWT signing key is replaced (90 days by default).
+    pub jwt_rotation_secs: i64,
 }
 
 impl Settings {
@@ -35,6 +37,7 @@ impl Settings {
             host_cert_validity_days: 365,
             enroll_token_default_ttl_secs: 3600,
             enroll_token_max_ttl_secs: 7 * 24 * 3600,
+            jwt_rotation_secs: sessions::DEFAULT_ROTATION_DAYS * 86400,
         }
     }
 }
@@ -57,7 +60,7 @@ impl AppState {
         db.migrate().await?;
         let ca = Arc::new(ca::Ca::load_or_create(&settings.data_dir, now)?);
         let certs = Arc::new(certs::CertRegistry::load(&db).await?);
-        let keys = Arc::new(sessions::KeySet::load_or_create(&settings.data_dir, now)?);
+        let keys = Arc::new(sessions::KeySet::load(&db, settings.jwt_rotation_secs, now).await?);
         let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).max(1);
         let password_limiter = Arc::new(tokio::sync::Semaphore::new(cpus));
         Ok(AppState {

@@ -43,6 +43,8 @@ pub fn Layout(#[prop(into)] title: String, children: Children) -> impl IntoView 
                             let is_admin = matches!(me.await, Ok(Some(m)) if m.role == Role::Admin);
                             is_admin.then(|| view! {
                                 <A href="/enroll" attr:class=move || nav_class("/enroll")>"Enroll a host"</A>
+                                <A href="/groups" attr:class=move || nav_class("/groups")>"Host groups"</A>
+                                <A href="/users" attr:class=move || nav_class("/users")>"Users"</A>
                             })
                         })}
                     </Transition>
@@ -58,7 +60,7 @@ pub fn Layout(#[prop(into)] title: String, children: Children) -> impl IntoView 
                                     Ok(Some(m)) => {
                                         let role = match m.role { Role::Admin => "admin", Role::Operator => "operator" };
                                         view! {
-                                            <span id=ids::NAV_USER class="user">{m.username}</span>
+                                            <a id=ids::NAV_USER class="user" href="/account">{m.username}</a>
                                             <span class="badge badge-muted">{role}</span>
                                         }.into_any()
                                     }
@@ -145,4 +147,46 @@ pub fn encode(value: &str) -> String {
         }
     }
     out
+}
+
+/// Checkboxes for choosing host groups; `chosen` holds the selected group ids.
+#[component]
+pub fn GroupPicker(
+    #[prop(into)] id: String,
+    groups: Vec<crate::api::dto::GroupInfo>,
+    chosen: RwSignal<Vec<String>>,
+) -> impl IntoView {
+    if groups.is_empty() {
+        return view! { <p class="muted">"No host groups yet: create them on the Groups page."</p> }.into_any();
+    }
+    view! {
+        <fieldset id=id class="group-picker">
+            <legend>"Host groups"</legend>
+            {groups.into_iter().map(|g| {
+                let gid = g.id.clone();
+                let gid2 = g.id.clone();
+                view! {
+                    <label class="check">
+                        <input
+                            type="checkbox"
+                            value=g.id.clone()
+                            data-group-name=g.name.clone()
+                            prop:checked=move || chosen.with(|c| c.contains(&gid))
+                            on:change=move |ev| {
+                                let on = event_target_checked(&ev);
+                                chosen.update(|c| {
+                                    c.retain(|x| x != &gid2);
+                                    if on {
+                                        c.push(gid2.clone());
+                                    }
+                                });
+                            }
+                        />
+                        {g.name}
+                    </label>
+                }
+            }).collect_view()}
+        </fieldset>
+    }
+    .into_any()
 }

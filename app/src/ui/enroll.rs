@@ -10,6 +10,7 @@ use super::format;
 use super::ids;
 use crate::api::dto::{EnrollTokenInfo, NewEnrollToken};
 use crate::api::enroll::{list_enroll_tokens, CreateEnrollToken};
+use crate::api::groups::list_groups;
 
 /// Copies the text of element `id` to the clipboard (browser only; best effort).
 fn copy_element_text(id: &str) {
@@ -41,6 +42,7 @@ impl NavigatorJs for leptos::web_sys::Window {
 pub fn EnrollPage() -> impl IntoView {
     let create = ServerAction::<CreateEnrollToken>::new();
     let tokens = Resource::new(move || create.version().get(), |_| list_enroll_tokens());
+    let groups = Resource::new(|| (), |_| list_groups());
 
     view! {
         <Title text="Enroll a host · Patch Manager"/>
@@ -62,6 +64,19 @@ pub fn EnrollPage() -> impl IntoView {
                                 <option value="3600" selected>"1 hour"</option>
                                 <option value="86400">"1 day"</option>
                                 <option value="604800">"7 days"</option>
+                            </select>
+                        </label>
+                        <label class="field">
+                            <span>"Host group"</span>
+                            <select id=ids::ENROLL_GROUP name="group_id">
+                                <option value="" selected>"(none)"</option>
+                                <Transition fallback=|| ()>
+                                    {move || Suspend::new(async move {
+                                        groups.await.unwrap_or_default().into_iter().map(|g| view! {
+                                            <option value=g.id>{g.name}</option>
+                                        }).collect_view()
+                                    })}
+                                </Transition>
                             </select>
                         </label>
                         <button id=ids::ENROLL_SUBMIT type="submit" class="btn btn-primary" disabled=move || create.pending().get()>
@@ -138,7 +153,7 @@ fn TokenTable(now: i64, tokens: Vec<EnrollTokenInfo>) -> impl IntoView {
     view! {
         <table id=ids::TOKENS_TABLE class="table table-compact">
             <thead>
-                <tr><th>"State"</th><th>"Note"</th><th>"Created by"</th><th>"Created"</th><th>"Expires"</th><th>"Used"</th><th>"Host"</th></tr>
+                <tr><th>"State"</th><th>"Note"</th><th>"Group"</th><th>"Created by"</th><th>"Created"</th><th>"Expires"</th><th>"Used"</th><th>"Host"</th></tr>
             </thead>
             <tbody>
                 {tokens.into_iter().map(|t| {
@@ -147,6 +162,7 @@ fn TokenTable(now: i64, tokens: Vec<EnrollTokenInfo>) -> impl IntoView {
                         <tr data-token-id=t.id.clone()>
                             <td><span class=class>{label}</span></td>
                             <td>{t.note}</td>
+                            <td>{t.group_name.unwrap_or_default()}</td>
                             <td>{t.created_by}</td>
                             <td class="muted">{format::datetime(t.created_at)}</td>
                             <td class="muted">{format::datetime(t.expires_at)}</td>

@@ -4,11 +4,13 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::{use_navigate, use_params_map, use_query_map};
 
-use super::components::{encode, ErrorBox, Layout, OnlineBadge, Pager};
+use super::components::{encode, ErrorBox, GroupPicker, Layout, OnlineBadge, Pager};
 use super::format;
 use super::ids;
-use crate::api::dto::{HostDetail, UpdateRow};
-use crate::api::hosts::{get_host, host_packages, host_updates};
+use crate::api::auth::current_user;
+use crate::api::dto::{GroupRef, HostDetail, Role, UpdateRow};
+use crate::api::groups::list_groups;
+use crate::api::hosts::{get_host, host_packages, host_updates, SetHostGroups};
 
 fn packages_href(host_id: &str, search: &str, page: u32) -> String {
     let mut parts = Vec::new();
@@ -53,7 +55,11 @@ pub fn HostDetailPage() -> impl IntoView {
                 {move || Suspend::new(async move {
                     match host.await {
                         Err(e) => view! { <ErrorBox error=e/> }.into_any(),
-                        Ok(h) => view! { <Facts host=h/> }.into_any(),
+                        Ok(h) => {
+                            let id = h.summary.id.clone();
+                            let groups = h.groups.clone();
+                            view! { <Facts host=h/> <HostGroups host_id=id current=groups/> }.into_any()
+                        }
                     }
                 })}
             </Suspense>
@@ -147,6 +153,68 @@ fn Facts(host: HostDetail) -> impl IntoView {
                 <dt>"Certificate expires"</dt><dd>{format::datetime(host.cert_not_after)}</dd>
                 <dt>"Host id"</dt><dd class="mono">{s.id}</dd>
             </dl>
+        </section>
+    }
+}
+
+/// The host's groups; Admins can change them here.
+#[component]
+fn HostGroups(host_id: String, current: Vec<GroupRef>) -> impl IntoView {
+    let me = Resource::new(|| (), |_| current_user());
+    let all = Resource::new(|| (), |_| list_groups());
+    let save = ServerAction::<SetHostGroups>::new();
+    let chosen = RwSignal::new(current.iter().map(|g| g.id.clone()).collect::<Vec<_>>());
+    let editing = RwSignal::new(false);
+    let names = RwSignal::new(current.iter().map(|g| g.name.clone()).collect::<Vec<_>>());
+    Effect::new(move |_| {
+        if matches!(save.value().get(), Some(Ok(()))) {
+            editing.set(false);
+        }
+    });
+    view! {
+        <section class="card">
+            <h2>"Host groups"</h2>
+            <p id=ids::HOST_GROUPS>
+                {move || {
+                    let n = names.get();
+                    if n.is_empty() { "In no group (only Admins see this host).".to_string() } else { n.join(", ") }
+                }}
+            </p>
+            {move || save.value().get().and_then(Result::err).map(|e| view! { <ErrorBox error=e/> })}
+            <Transition fallback=|| ()>
+                {move || {
+                    let host_id = host_id.clone();
+                    Suspend::new(async move {
+                        let admin = matches!(me.await, Ok(Some(m)) if m.role == Role::Admin);
+                        if !admin {
+                            return ().into_any();
+                        }
+                        let groups = all.await.unwrap_or_default();
+                        let lookup = groups.clone();
+                        view! {
+                            <Show
+                                when=move || editing.get()
+                                fallback=move || view! {
+                                    <button id=ids::HOST_GROUPS_EDIT class="btn btn-secondary btn-small" on:click=move |_| editing.set(true)>
+                                        "Change groups"
+                                    </button>
+                                }
+                            >
+                                <GroupPicker id="host-group-picker" groups=groups.clone() chosen=chosen/>
+                                <button id=ids::HOST_GROUPS_SAVE class="btn btn-primary btn-small" on:click={
+                                    let host_id = host_id.clone();
+                                    let lookup = lookup.clone();
+                                    move |_| {
+                                        let ids_now = chosen.get_untracked();
+                                        names.set(lookup.iter().filter(|g| ids_now.contains(&g.id)).map(|g| g.name.clone()).collect());
+                                        save.dispatch(SetHostGroups { id: host_id.clone(), group_ids: ids_now });
+                                    }
+                                }>"Save"</button>
+                            </Show>
+                        }.into_any()
+                    })
+                }}
+            </Transition>
         </section>
     }
 }

@@ -5,6 +5,10 @@ pub const ROUTE_LOGIN: &str = "/login";
 pub const ROUTE_SETUP: &str = "/setup";
 pub const ROUTE_HOSTS: &str = "/hosts";
 pub const ROUTE_ENROLL: &str = "/enroll";
+pub const ROUTE_USERS: &str = "/users";
+pub const ROUTE_GROUPS: &str = "/groups";
+pub const ROUTE_INVITE: &str = "/invite";
+pub const ROUTE_ACCOUNT: &str = "/account";
 
 /// `<body data-hydrated="true">` once the WASM has hydrated the page.
 pub const HYDRATED_ATTR: &str = "data-hydrated";
@@ -71,6 +75,43 @@ pub const AGENT_COMMAND: &str = "agent-command";
 pub const AGENT_COMMAND_COPY: &str = "agent-command-copy";
 pub const CA_FINGERPRINT: &str = "ca-fingerprint";
 pub const TOKENS_TABLE: &str = "tokens-table";
+pub const ENROLL_GROUP: &str = "enroll-group";
+
+// Host groups (on the host page)
+pub const HOST_GROUPS: &str = "host-groups";
+pub const HOST_GROUPS_EDIT: &str = "host-groups-edit";
+pub const HOST_GROUPS_SAVE: &str = "host-groups-save";
+
+// Users
+pub const INVITE_FORM: &str = "invite-form";
+pub const INVITE_USERNAME: &str = "invite-username";
+pub const INVITE_ROLE: &str = "invite-role";
+pub const INVITE_GROUPS: &str = "invite-groups";
+pub const INVITE_SUBMIT: &str = "invite-submit";
+pub const INVITE_LINK: &str = "invite-link";
+pub const USERS_TABLE: &str = "users-table";
+/// Row of one user: `user-row-<username>`.
+pub const USER_ROW_PREFIX: &str = "user-row-";
+
+// Invitation acceptance and password change
+pub const INVITE_ACCEPT_FORM: &str = "invite-accept-form";
+pub const INVITE_PASSWORD: &str = "invite-password";
+pub const INVITE_PASSWORD2: &str = "invite-password2";
+pub const INVITE_ACCEPT_SUBMIT: &str = "invite-accept-submit";
+pub const INVITE_ERROR: &str = "invite-error";
+pub const INVITE_DONE: &str = "invite-done";
+pub const PASSWORD_FORM: &str = "password-form";
+pub const PASSWORD_CURRENT: &str = "password-current";
+pub const PASSWORD_NEW: &str = "password-new";
+pub const PASSWORD_NEW2: &str = "password-new2";
+pub const PASSWORD_SUBMIT: &str = "password-submit";
+pub const PASSWORD_ERROR: &str = "password-error";
+
+// Groups
+pub const GROUP_FORM: &str = "group-form";
+pub const GROUP_NAME: &str = "group-name";
+pub const GROUP_SUBMIT: &str = "group-submit";
+pub const GROUPS_TABLE: &str = "groups-table";
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]

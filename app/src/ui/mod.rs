@@ -8,15 +8,19 @@
 //! - `login`, `setup`: sign-in (password, TOTP, TOTP enrolment) and first-run setup.
 //! - `hosts`, `host_detail`: host table and one host's facts, updates and packages.
 //! - `enroll`: enrollment tokens and the agent command.
+//! - `users`, `groups` (Admin), `invite` (invitation acceptance, own password change).
 
 pub mod components;
 pub mod enroll;
 pub mod format;
+pub mod groups;
 pub mod host_detail;
 pub mod hosts;
 pub mod ids;
+pub mod invite;
 pub mod login;
 pub mod setup;
+pub mod users;
 
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
@@ -64,6 +68,10 @@ pub fn App() -> impl IntoView {
                 <Route path=path!("/hosts") view=hosts::HostsPage/>
                 <Route path=path!("/hosts/:id") view=host_detail::HostDetailPage/>
                 <Route path=path!("/enroll") view=enroll::EnrollPage/>
+                <Route path=path!("/users") view=users::UsersPage/>
+                <Route path=path!("/groups") view=groups::GroupsPage/>
+                <Route path=path!("/invite") view=invite::InvitePage/>
+                <Route path=path!("/account") view=invite::AccountPage/>
             </Routes>
         </Router>
     }

@@ -32,7 +32,7 @@ pub enum PathClass {
 }
 
 pub fn classify(path: &str) -> PathClass {
-    const PUBLIC: &[&str] = &["/login", "/setup", "/favicon.ico", agent::proto::ENROLL_PATH, agent::proto::CA_PATH];
+    const PUBLIC: &[&str] = &["/login", "/setup", "/invite", "/favicon.ico", agent::proto::ENROLL_PATH, agent::proto::CA_PATH];
     if PUBLIC.contains(&path) || path.starts_with("/pkg/") {
         PathClass::Public
     } else if path.starts_with("/api/v1/") {
@@ -142,6 +142,7 @@ mod tests {
     fn classification() {
         assert_eq!(classify("/login"), PathClass::Public);
         assert_eq!(classify("/setup"), PathClass::Public);
+        assert_eq!(classify("/invite"), PathClass::Public);
         assert_eq!(classify("/pkg/patch_manager.wasm"), PathClass::Public);
         assert_eq!(classify("/api/v1/enroll"), PathClass::Public);
         assert_eq!(classify("/api/v1/ca.pem"), PathClass::Public);

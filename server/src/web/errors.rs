@@ -30,6 +30,9 @@ pub enum WebError {
     /// The request (including reading its body) took longer than the listener allows.
     #[error("request timed out")]
     Timeout,
+    /// A state-changing request that does not come from our own origin (CSRF defence).
+    #[error("cross-origin request refused")]
+    CrossOrigin,
 }
 
 impl From<JsonRejection> for WebError {
@@ -95,6 +98,11 @@ impl IntoResponse for WebError {
             WebError::BodyRead => body(StatusCode::BAD_REQUEST, "bad_request", "could not read request body".into()),
             WebError::NotLoggedIn => body(StatusCode::UNAUTHORIZED, "not_logged_in", "login required".into()),
             WebError::Timeout => body(StatusCode::REQUEST_TIMEOUT, "timeout", "request timed out".into()),
+            WebError::CrossOrigin => body(
+                StatusCode::FORBIDDEN,
+                "cross_origin",
+                "state-changing requests must come from this server's own pages".into(),
+            ),
         }
     }
 }

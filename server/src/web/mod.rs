@@ -6,8 +6,10 @@
 //! - `enroll`: `POST /api/v1/enroll`, `GET /api/v1/ca.pem`.
 //! - `auth`: the session gate (access JWT, transparent refresh, redirect/401).
 //! - `headers`: security headers and the CSP nonce.
+//! - `csrf`: state-changing requests only from our own origin.
 
 pub mod auth;
+pub mod csrf;
 pub mod enroll;
 pub mod errors;
 pub mod headers;
@@ -102,6 +104,7 @@ pub fn router(state: AppState, site_dir: &Path) -> Router {
             leptos_context(state),
             app::ui::shell,
         ))
+        .layer(axum::middleware::from_fn(csrf::same_origin_only))
         .layer(axum::middleware::from_fn(request_timeout))
         .layer(axum::middleware::from_fn(headers::security_headers))
         .with_state(web_state)

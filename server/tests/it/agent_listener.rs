@@ -40,7 +40,7 @@ async fn valid_enrolled_cert_accepted_and_host_recorded() {
     assert_eq!(status, 200, "{body}");
     let r: CheckInResponse = serde_json::from_str(&body).expect("CheckInResponse");
     assert!(r.next_checkin_seconds > 0);
-    let page = hosts::list(&srv.state.db, &HostQuery { page: 1, per_page: 50, ..Default::default() }, 300, now_unix())
+    let page = hosts::list(&srv.state.db, &app::backend::access::Scope::All, &HostQuery { page: 1, per_page: 50, ..Default::default() }, 300, now_unix())
         .await
         .expect("list");
     let h = page.items.iter().find(|h| h.id == resp.host_id).expect("host listed");

@@ -131,7 +131,7 @@ impl TestServer {
     }
 
     pub async fn create_token(&self) -> String {
-        enrollment::create_token(&self.state, &Actor::Cli, "test", None, now_unix()).await.expect("token").token
+        enrollment::create_token(&self.state, &Actor::Cli, "test", None, None, now_unix()).await.expect("token").token
     }
 
     /// Enrolls over HTTPS with an rcgen CSR; returns the response and the host's key.

@@ -28,7 +28,7 @@ async fn enroll_then_checkin_with_reqwest_over_mtls() {
         let r = client.post(&url).json(&sample_checkin()).send().await.expect("check-in");
         assert_eq!(r.status(), 200);
     }
-    let page = hosts::list(&srv.state.db, &HostQuery { page: 1, per_page: 50, ..Default::default() }, 300, now_unix())
+    let page = hosts::list(&srv.state.db, &app::backend::access::Scope::All, &HostQuery { page: 1, per_page: 50, ..Default::default() }, 300, now_unix())
         .await
         .expect("list");
     assert_eq!(page.total, 1);
@@ -65,7 +65,7 @@ async fn real_agent_enrolls_and_checks_in() {
     let agent = Agent::load(state).expect("agent loads");
     let report = agent.cycle().await.expect("check-in cycle");
     assert!(report.checkins >= 1);
-    let detail = hosts::get(&srv.state.db, &enrolled.host_id, 300, now_unix()).await.expect("host");
+    let detail = hosts::get(&srv.state.db, &app::backend::access::Scope::All, &enrolled.host_id, 300, now_unix()).await.expect("host");
     assert!(detail.summary.online);
     assert!(detail.summary.last_seen.is_some());
     assert!(!detail.summary.hostname.is_empty());

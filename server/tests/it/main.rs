@@ -7,5 +7,6 @@ mod cli;
 mod common;
 mod e2e;
 mod enroll;
+mod permissions;
 mod tls;
 mod web;

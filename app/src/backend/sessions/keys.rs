@@ -1,26 +1,35 @@
 //! JWT signing keys (Ed25519, EdDSA) and the two token kinds signed with them: access tokens
 //! (audience `pm-web`) and "second factor pending" tokens (audience `pm-mfa`).
 //!
-//! Keys live in `data_dir/keys/jwt-<kid>.pk8` (PKCS#8, mode 0600 from creation);
-//! `kid` = first 16 hex digits of SHA-256(public key). Every key file found is trusted for
-//! verification; the newest one signs. A token's `kid` header must name a loaded key.
+//! Keys live in the database (`jwt_keys`, PKCS#8 base64), so every replica on one database
+//! signs and verifies with the same set; `kid` = first 16 hex digits of SHA-256(public key).
+//! A token's `kid` must name a key in the in-memory set: it is never fetched on demand.
+//!
+//! Rotation (every `jwt_rotation_days`, 90 by default, or at once with `patch-manager keys
+//! rotate`): a new key is written with `activates_at = now + ACTIVATION_DELAY_SECS`, longer
+//! than two refresh periods of every replica, so all of them know it before any of them
+//! signs with it; the old key's `retired_at` is that same instant. A retired key still
+//! verifies for `OVERLAP_SECS` (24 h) after retirement, then never: the check is made
+//! against `now` at verification, not only when the set is reloaded.
 //!
 //! Time is checked here against the `now` passed in: jsonwebtoken's own `exp`/`nbf` checks use
 //! the system clock, so they are switched off (the claims stay required).
 
 use std::collections::HashMap;
-use std::fs;
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::sync::RwLock;
 
+use base64::engine::general_purpose::STANDARD as B64STD;
+use base64::Engine as _;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use ring::signature::{Ed25519KeyPair, KeyPair};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use sqlx::Row;
 
 use super::Principal;
+use crate::backend::audit::{self, Actor, Event};
+use crate::backend::db::Db;
 use crate::backend::error::{BackendError, Result};
 use crate::backend::users::{self, User};
 
@@ -31,6 +40,13 @@ pub const ACCESS_TTL_SECS: i64 = 15 * 60;
 pub const PENDING_TTL_SECS: i64 = 5 * 60;
 /// Allowed clock difference between replicas for `exp`/`nbf`/`iat`.
 pub const LEEWAY_SECS: i64 = 5;
+/// How long a retired key still verifies.
+pub const OVERLAP_SECS: i64 = 24 * 3600;
+/// Delay between writing a new key and signing with it (replicas reload every
+/// `KEY_REFRESH_SECS`).
+pub const ACTIVATION_DELAY_SECS: i64 = 150;
+pub const KEY_REFRESH_SECS: u64 = 60;
+pub const DEFAULT_ROTATION_DAYS: i64 = 90;
 
 pub const STAGE_TOTP: &str = "totp";
 pub const STAGE_ENROLL_TOTP: &str = "enroll_totp";
@@ -41,19 +57,27 @@ const EXPIRED: BackendError = BackendError::Unauthorized("token_expired");
 struct Key {
     encoding: EncodingKey,
     decoding: DecodingKey,
-    modified: std::time::SystemTime,
+    /// Raw Ed25519 public key (tests use it for algorithm-confusion forgeries).
+    #[cfg_attr(not(test), allow(dead_code))]
+    public: Vec<u8>,
+    activates_at: i64,
+    retired_at: Option<i64>,
 }
 
-pub struct KeySet {
-    signing_kid: String,
+#[derive(Default)]
+struct Inner {
     keys: HashMap<String, Key>,
+}
+
+/// The keys this process trusts, reloaded from the database by a background task.
+pub struct KeySet {
+    inner: RwLock<Inner>,
 }
 
 impl std::fmt::Debug for KeySet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mut kids: Vec<&String> = self.keys.keys().collect();
-        kids.sort();
-        f.debug_struct("KeySet").field("signing_kid", &self.signing_kid).field("kids", &kids).finish()
+        let kids = self.kids();
+        f.debug_struct("KeySet").field("kids", &kids).finish()
     }
 }
 
@@ -65,73 +89,168 @@ fn kid_of(public_key: &[u8]) -> String {
     hex::encode(Sha256::digest(public_key))[..16].to_string()
 }
 
-fn key_from_pkcs8(pkcs8: &[u8], modified: std::time::SystemTime) -> Result<(String, Key)> {
+fn key_from_pkcs8(pkcs8: &[u8], activates_at: i64, retired_at: Option<i64>) -> Result<(String, Key)> {
     let pair = Ed25519KeyPair::from_pkcs8(pkcs8).map_err(crypto("jwt key"))?;
     let public = pair.public_key().as_ref();
     let kid = kid_of(public);
-    Ok((kid, Key { encoding: EncodingKey::from_ed_der(pkcs8), decoding: DecodingKey::from_ed_der(public), modified }))
+    let key = Key {
+        encoding: EncodingKey::from_ed_der(pkcs8),
+        decoding: DecodingKey::from_ed_der(public),
+        public: public.to_vec(),
+        activates_at,
+        retired_at,
+    };
+    Ok((kid, key))
 }
 
-/// Writes `bytes` to `path` via a temporary file created with mode 0600 (never readable by
-/// others, not even briefly), then renames it into place.
-fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("pk8.tmp");
-    let _ = fs::remove_file(&tmp);
-    let mut f = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    fs::rename(&tmp, path)?;
+fn generate_pkcs8() -> Result<Vec<u8>> {
+    let rng = ring::rand::SystemRandom::new();
+    let doc = Ed25519KeyPair::generate_pkcs8(&rng).map_err(|_| BackendError::Crypto("ed25519 keygen".into()))?;
+    Ok(doc.as_ref().to_vec())
+}
+
+/// Writes a new key. `activates_at` = now for the very first key, later for a rotation (see
+/// the module docs); keys not yet retired retire when the new one activates.
+async fn insert_key(conn: &mut crate::backend::db::Conn, actor: &Actor, activates_at: i64, now: i64) -> Result<String> {
+    let pkcs8 = generate_pkcs8()?;
+    let (kid, _) = key_from_pkcs8(&pkcs8, activates_at, None)?;
+    let retired = sqlx::query("UPDATE jwt_keys SET retired_at = $1 WHERE retired_at IS NULL")
+        .bind(activates_at)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+    sqlx::query("INSERT INTO jwt_keys (kid, pkcs8, created_at, activates_at) VALUES ($1, $2, $3, $4)")
+        .bind(&kid)
+        .bind(B64STD.encode(&pkcs8))
+        .bind(now)
+        .bind(activates_at)
+        .execute(&mut *conn)
+        .await?;
+    let ev = Event {
+        actor,
+        action: "jwt_key.rotate",
+        target: &format!("jwt_key:{kid}"),
+        source_ip: None,
+        details: serde_json::json!({ "activates_at": activates_at, "retired_keys": retired }),
+    };
+    audit::append(conn, ev, now).await?;
+    tracing::info!(target: "security", %kid, activates_at, "new JWT signing key");
+    Ok(kid)
+}
+
+/// Serialises key rotation across replicas: the `jwt_keys` settings row is locked for the
+/// rest of the transaction (SQLite serialises writers anyway).
+async fn lock_rotation(conn: &mut crate::backend::db::Conn, now: i64) -> Result<()> {
+    let n = sqlx::query("UPDATE settings SET updated_at = $1 WHERE key = 'jwt_keys'").bind(now).execute(&mut *conn).await?;
+    if n.rows_affected() == 0 {
+        sqlx::query("INSERT INTO settings (key, value, updated_at) VALUES ('jwt_keys', 'rotation lock', $1)")
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+    }
     Ok(())
 }
 
+/// Makes sure a usable key exists and rotates when the active key is older than
+/// `rotation_secs`. Idempotent; safe on several replicas at once.
+pub async fn ensure_current(db: &Db, rotation_secs: i64, now: i64) -> Result<()> {
+    let mut tx = db.begin().await?;
+    lock_rotation(&mut tx, now).await?;
+    // The newest key that signs now, if any (a first start, or only a pending key written by
+    // `keys rotate` before the first start, means none).
+    let active = sqlx::query(
+        "SELECT activates_at FROM jwt_keys WHERE activates_at <= $1 ORDER BY activates_at DESC, kid DESC LIMIT 1",
+    )
+    .bind(now)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let pending = sqlx::query("SELECT COUNT(*) AS n FROM jwt_keys WHERE activates_at > $1").bind(now).fetch_one(&mut *tx).await?;
+    let pending: i64 = pending.try_get("n")?;
+    match active {
+        None => {
+            insert_key(&mut tx, &Actor::System, now, now).await?;
+        }
+        Some(r) => {
+            let activates_at: i64 = r.try_get("activates_at")?;
+            if pending == 0 && activates_at + rotation_secs <= now {
+                insert_key(&mut tx, &Actor::System, now + ACTIVATION_DELAY_SECS, now).await?;
+            }
+        }
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// `patch-manager keys rotate`: a new key at once (it signs after the activation delay).
+pub async fn rotate_now(db: &Db, actor: &Actor, now: i64) -> Result<String> {
+    let mut tx = db.begin().await?;
+    lock_rotation(&mut tx, now).await?;
+    let kid = insert_key(&mut tx, actor, now + ACTIVATION_DELAY_SECS, now).await?;
+    tx.commit().await?;
+    Ok(kid)
+}
+
 impl KeySet {
-    /// Loads every `jwt-*.pk8` under `data_dir/keys`, creating a first key if there is none.
-    pub fn load_or_create(data_dir: &Path, _now: i64) -> Result<KeySet> {
-        let dir = data_dir.join("keys");
-        fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir)?;
+    /// Ensures a key exists, then loads every key that may still verify.
+    pub async fn load(db: &Db, rotation_secs: i64, now: i64) -> Result<KeySet> {
+        let ks = KeySet { inner: RwLock::new(Inner::default()) };
+        ks.refresh(db, rotation_secs, now).await?;
+        Ok(ks)
+    }
+
+    /// Rotates if due, then replaces the in-memory set with the database's.
+    pub async fn refresh(&self, db: &Db, rotation_secs: i64, now: i64) -> Result<()> {
+        ensure_current(db, rotation_secs, now).await?;
+        let rows = sqlx::query("SELECT kid, pkcs8, activates_at, retired_at FROM jwt_keys WHERE retired_at IS NULL OR retired_at > $1")
+            .bind(now - OVERLAP_SECS)
+            .fetch_all(&db.pool)
+            .await?;
         let mut keys = HashMap::new();
-        for entry in fs::read_dir(&dir)? {
-            let entry = entry?;
-            let name = entry.file_name();
-            let name = name.to_string_lossy();
-            if !(name.starts_with("jwt-") && name.ends_with(".pk8")) {
-                continue;
+        for r in &rows {
+            let stored: String = r.try_get("kid")?;
+            let pkcs8 = B64STD.decode(r.try_get::<String, _>("pkcs8")?).map_err(|_| BackendError::Internal("jwt key not base64".into()))?;
+            let (kid, key) = key_from_pkcs8(&pkcs8, r.try_get("activates_at")?, r.try_get("retired_at")?)?;
+            if kid != stored {
+                return Err(BackendError::Internal(format!("jwt key {stored} does not match its kid")));
             }
-            let path = entry.path();
-            let meta = entry.metadata()?;
-            if meta.permissions().mode() & 0o077 != 0 {
-                tracing::warn!(target: "security", path = %path.display(), "JWT key file is readable by group or others; chmod 600 it");
-            }
-            let pkcs8 = fs::read(&path)?;
-            let (kid, key) = key_from_pkcs8(&pkcs8, meta.modified()?)?;
             keys.insert(kid, key);
         }
-        if keys.is_empty() {
-            let rng = ring::rand::SystemRandom::new();
-            let doc = Ed25519KeyPair::generate_pkcs8(&rng).map_err(|_| BackendError::Crypto("ed25519 keygen".into()))?;
-            let (kid, key) = key_from_pkcs8(doc.as_ref(), std::time::SystemTime::now())?;
-            let path: PathBuf = dir.join(format!("jwt-{kid}.pk8"));
-            write_private(&path, doc.as_ref())?;
-            tracing::info!(target: "security", kid = %kid, "created JWT signing key");
-            keys.insert(kid, key);
-        }
-        // Newest file signs; ties broken by kid so every replica picks the same one.
-        let signing_kid = keys
+        let mut inner = self.inner.write().map_err(|_| BackendError::Internal("key set lock poisoned".into()))?;
+        inner.keys = keys;
+        Ok(())
+    }
+
+    /// A set with one fresh key, in memory only (tests of the token formats).
+    #[cfg(test)]
+    pub(crate) fn generate_in_memory(now: i64) -> Result<KeySet> {
+        let (kid, key) = key_from_pkcs8(&generate_pkcs8()?, now, None)?;
+        Ok(KeySet { inner: RwLock::new(Inner { keys: HashMap::from([(kid, key)]) }) })
+    }
+
+    pub fn kids(&self) -> Vec<String> {
+        let mut kids: Vec<String> = self.inner.read().map(|i| i.keys.keys().cloned().collect()).unwrap_or_default();
+        kids.sort();
+        kids
+    }
+
+    /// The key that signs at `now`: the latest activated one (ties by kid, so every replica
+    /// picks the same).
+    pub fn signing_kid(&self, now: i64) -> Option<String> {
+        let inner = self.inner.read().ok()?;
+        inner
+            .keys
             .iter()
-            .max_by(|a, b| a.1.modified.cmp(&b.1.modified).then_with(|| a.0.cmp(b.0)))
+            .filter(|(_, k)| k.activates_at <= now)
+            .max_by(|a, b| a.1.activates_at.cmp(&b.1.activates_at).then_with(|| a.0.cmp(b.0)))
             .map(|(kid, _)| kid.clone())
-            .ok_or_else(|| BackendError::Internal("no JWT key".into()))?;
-        Ok(KeySet { signing_kid, keys })
     }
 
-    pub fn signing_kid(&self) -> &str {
-        &self.signing_kid
-    }
-
-    fn sign<T: Serialize>(&self, claims: &T) -> Result<String> {
-        let key = self.keys.get(&self.signing_kid).ok_or_else(|| BackendError::Internal("signing key missing".into()))?;
+    fn sign<T: Serialize>(&self, claims: &T, now: i64) -> Result<String> {
+        let kid = self.signing_kid(now).ok_or_else(|| BackendError::Internal("no active JWT signing key".into()))?;
+        let inner = self.inner.read().map_err(|_| BackendError::Internal("key set lock poisoned".into()))?;
+        let key = inner.keys.get(&kid).ok_or_else(|| BackendError::Internal("signing key missing".into()))?;
         let mut header = Header::new(Algorithm::EdDSA);
-        header.kid = Some(self.signing_kid.clone());
+        header.kid = Some(kid);
         jsonwebtoken::encode(&header, claims, &key.encoding).map_err(|e| BackendError::Crypto(format!("jwt sign: {e}")))
     }
 
@@ -141,7 +260,12 @@ impl KeySet {
         if header.alg != Algorithm::EdDSA {
             return Err(INVALID);
         }
-        let key = header.kid.as_deref().and_then(|kid| self.keys.get(kid)).ok_or(INVALID)?;
+        let inner = self.inner.read().map_err(|_| BackendError::Internal("key set lock poisoned".into()))?;
+        let key = header.kid.as_deref().and_then(|kid| inner.keys.get(kid)).ok_or(INVALID)?;
+        // A retired key verifies for the overlap, then never (whatever the reload cadence).
+        if key.retired_at.is_some_and(|r| now >= r + OVERLAP_SECS) {
+            return Err(INVALID);
+        }
         let mut v = Validation::new(Algorithm::EdDSA);
         v.validate_exp = false;
         v.validate_nbf = false;
@@ -205,7 +329,8 @@ impl TimeClaims for PendingClaims {
 
 /// A 15-minute access token for `principal`.
 pub(crate) fn issue_access(keys: &KeySet, principal: &Principal, now: i64) -> Result<String> {
-    keys.sign(&AccessClaims {
+    keys.sign(
+        &AccessClaims {
         iss: ISSUER.into(),
         aud: AUD_ACCESS.into(),
         sub: principal.user_id.clone(),
@@ -215,12 +340,14 @@ pub(crate) fn issue_access(keys: &KeySet, principal: &Principal, now: i64) -> Re
         sid: principal.session_id.clone(),
         role: users::role_str(&principal.role).into(),
         username: principal.username.clone(),
-    })
+        },
+        now,
+    )
 }
 
 /// Checks an access token (signature, kid, `iss`, `aud = pm-web`, time against `now`).
-/// Stateless: a revoked session's access token stays valid until it expires (≤ 15 min);
-/// revocation takes effect at the next refresh.
+/// Stateless: whether the session is still live (and the role current) is checked by
+/// `access::resolve` on every call that reads or changes anything.
 pub fn verify_access(keys: &KeySet, jwt: &str, now: i64) -> Result<Principal> {
     let c: AccessClaims = keys.verify(jwt, AUD_ACCESS, now)?;
     let role = users::parse_role(&c.role).map_err(|_| INVALID)?;
@@ -231,7 +358,8 @@ pub fn verify_access(keys: &KeySet, jwt: &str, now: i64) -> Result<Principal> {
 /// when the user has a confirmed factor, else `enroll_totp`.
 pub fn issue_pending(keys: &KeySet, user: &User, now: i64) -> Result<String> {
     let stage = if user.totp_enrolled { STAGE_TOTP } else { STAGE_ENROLL_TOTP };
-    keys.sign(&PendingClaims {
+    keys.sign(
+        &PendingClaims {
         iss: ISSUER.into(),
         aud: AUD_PENDING.into(),
         sub: user.id.clone(),
@@ -239,7 +367,9 @@ pub fn issue_pending(keys: &KeySet, user: &User, now: i64) -> Result<String> {
         nbf: now,
         iat: now,
         stage: stage.into(),
-    })
+        },
+        now,
+    )
 }
 
 /// `(user_id, stage)` of a valid pending token.
@@ -262,6 +392,15 @@ mod tests {
 
     const NOW: i64 = 1_700_000_000;
 
+    impl KeySet {
+        fn public_key(&self, kid: &str) -> Vec<u8> {
+            self.inner.read().unwrap().keys.get(kid).unwrap().public.clone()
+        }
+        fn encoding_key(&self, kid: &str) -> EncodingKey {
+            self.inner.read().unwrap().keys.get(kid).unwrap().encoding.clone()
+        }
+    }
+
     fn principal() -> Principal {
         Principal { user_id: "u1".into(), username: "alice".into(), role: Role::Admin, session_id: "s1".into() }
     }
@@ -270,61 +409,105 @@ mod tests {
         User { id: "u1".into(), username: "alice".into(), role: Role::Admin, disabled: false, totp_enrolled: enrolled }
     }
 
-    #[test]
-    fn key_file_created_private_and_reloaded() {
-        let dir = tempfile::tempdir().unwrap();
-        let ks = KeySet::load_or_create(dir.path(), NOW).unwrap();
-        let kid = ks.signing_kid().to_string();
-        assert_eq!(kid.len(), 16);
-        let path = dir.path().join("keys").join(format!("jwt-{kid}.pk8"));
-        let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o600);
+    #[tokio::test]
+    async fn keys_rotate_overlap_then_expire() {
+        let t = crate::backend::testkit::test_db().await;
+        let db = &t.db;
+        let rotation = DEFAULT_ROTATION_DAYS * 86400;
+        let ks = KeySet::load(db, rotation, NOW).await.unwrap();
+        let first = ks.signing_kid(NOW).unwrap();
+        assert_eq!(first.len(), 16);
         assert!(!format!("{ks:?}").contains("encoding"));
-        let again = KeySet::load_or_create(dir.path(), NOW).unwrap();
-        assert_eq!(again.signing_kid(), kid);
-        // A token from the first instance verifies with the reloaded one.
-        let t = issue_access(&ks, &principal(), NOW).unwrap();
-        assert_eq!(verify_access(&again, &t, NOW).unwrap(), principal());
+        // A second replica on the same database gets the same key.
+        let replica = KeySet::load(db, rotation, NOW).await.unwrap();
+        assert_eq!(replica.kids(), vec![first.clone()]);
+        let old_token = issue_access(&ks, &principal(), NOW).unwrap();
+        assert_eq!(verify_access(&replica, &old_token, NOW).unwrap(), principal());
+
+        // Not due yet: nothing changes.
+        ks.refresh(db, rotation, NOW + rotation - 1).await.unwrap();
+        assert_eq!(ks.kids().len(), 1);
+        // Due: a new key, known to every replica before anyone signs with it.
+        let due = NOW + rotation;
+        ks.refresh(db, rotation, due).await.unwrap();
+        replica.refresh(db, rotation, due).await.unwrap();
+        assert_eq!(ks.kids().len(), 2);
+        assert_eq!(ks.signing_kid(due).unwrap(), first, "the new key is not active yet");
+        let active = due + ACTIVATION_DELAY_SECS;
+        let second = ks.signing_kid(active).unwrap();
+        assert_ne!(second, first);
+        assert_eq!(replica.signing_kid(active).unwrap(), second);
+        let new_token = issue_access(&ks, &principal(), active).unwrap();
+        assert_eq!(jsonwebtoken::decode_header(&new_token).unwrap().kid.unwrap(), second);
+        assert!(verify_access(&replica, &new_token, active).is_ok());
+        // Rotating again at once does nothing (the new key is still young).
+        ks.refresh(db, rotation, active).await.unwrap();
+        assert_eq!(ks.kids().len(), 2);
+
+        // The old key verifies for 24 h after its retirement, then never, even before a reload.
+        let fresh_on_old = {
+            let c = AccessClaims {
+                iss: ISSUER.into(), aud: AUD_ACCESS.into(), sub: "u1".into(),
+                exp: active + OVERLAP_SECS + 600, nbf: NOW, iat: NOW, sid: "s1".into(),
+                role: "admin".into(), username: "alice".into(),
+            };
+            ks.sign(&c, NOW).unwrap()
+        };
+        assert!(verify_access(&ks, &fresh_on_old, active + OVERLAP_SECS - 1).is_ok());
+        assert_eq!(verify_access(&ks, &fresh_on_old, active + OVERLAP_SECS).unwrap_err().code(), "invalid_token");
+        // And after a reload it is gone from the set.
+        ks.refresh(db, rotation, active + OVERLAP_SECS).await.unwrap();
+        assert_eq!(ks.kids(), vec![second.clone()]);
+
+        // Manual rotation (CLI) is audited with its actor.
+        let third = rotate_now(db, &Actor::Cli, active + 10).await.unwrap();
+        ks.refresh(db, rotation, active + 10).await.unwrap();
+        assert_eq!(ks.signing_kid(active + 10 + ACTIVATION_DELAY_SECS).unwrap(), third);
+        let rows = audit::list_by_action(db, "jwt_key.rotate").await.unwrap();
+        assert_eq!(rows.len(), 3);
+        assert_eq!(rows[2].actor, "cli");
+        // Private keys never appear in the audit log.
+        let pk: String = sqlx::query("SELECT pkcs8 FROM jwt_keys LIMIT 1").fetch_one(&db.pool).await.unwrap().try_get("pkcs8").unwrap();
+        assert!(rows.iter().all(|r| !r.details.contains(&pk)));
+        t.cleanup().await;
     }
 
     #[test]
     fn access_round_trip_and_expiry() {
-        let dir = tempfile::tempdir().unwrap();
-        let ks = KeySet::load_or_create(dir.path(), NOW).unwrap();
+        let ks = KeySet::generate_in_memory(NOW).unwrap();
         let t = issue_access(&ks, &principal(), NOW).unwrap();
         let header = jsonwebtoken::decode_header(&t).unwrap();
         assert_eq!(header.alg, Algorithm::EdDSA);
-        assert_eq!(header.kid.as_deref(), Some(ks.signing_kid()));
+        assert_eq!(header.kid, Some(ks.signing_kid(NOW).unwrap()));
         assert_eq!(verify_access(&ks, &t, NOW + ACCESS_TTL_SECS - 1).unwrap(), principal());
         // Expired, decided by `now` (the system clock is far later than NOW anyway).
         assert_eq!(verify_access(&ks, &t, NOW + ACCESS_TTL_SECS + LEEWAY_SECS).unwrap_err().code(), "token_expired");
         // Not yet valid.
         assert_eq!(verify_access(&ks, &t, NOW - 60).unwrap_err().code(), "invalid_token");
         // A token that the system clock would call expired but `now` doesn't still verifies.
-        let old = issue_access(&ks, &principal(), 1000).unwrap();
-        assert!(verify_access(&ks, &old, 1001).is_ok());
+        let ks_old = KeySet::generate_in_memory(1000).unwrap();
+        let old = issue_access(&ks_old, &principal(), 1000).unwrap();
+        assert!(verify_access(&ks_old, &old, 1001).is_ok());
     }
 
     #[test]
     fn forged_tokens_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let ks = KeySet::load_or_create(dir.path(), NOW).unwrap();
+        let ks = KeySet::generate_in_memory(NOW).unwrap();
         let good = issue_access(&ks, &principal(), NOW).unwrap();
         let mut parts = good.split('.');
         let (_h, payload) = (parts.next().unwrap(), parts.next().unwrap());
 
         // alg: none, no signature.
-        let none_header = B64.encode(format!(r#"{{"alg":"none","typ":"JWT","kid":"{}"}}"#, ks.signing_kid()));
+        let none_header = B64.encode(format!(r#"{{"alg":"none","typ":"JWT","kid":"{}"}}"#, ks.signing_kid(NOW).unwrap()));
         let none = format!("{none_header}.{payload}.");
         assert_eq!(verify_access(&ks, &none, NOW).unwrap_err().code(), "invalid_token");
 
         // HS256 "signed" with the public key bytes (algorithm confusion).
-        let pkcs8 = fs::read(dir.path().join("keys").join(format!("jwt-{}.pk8", ks.signing_kid()))).unwrap();
-        let public = Ed25519KeyPair::from_pkcs8(&pkcs8).unwrap().public_key().as_ref().to_vec();
+        let public = ks.public_key(&ks.signing_kid(NOW).unwrap());
         let claims: serde_json::Value =
             serde_json::from_slice(&B64.decode(payload).unwrap()).unwrap();
         let mut h = Header::new(Algorithm::HS256);
-        h.kid = Some(ks.signing_kid().into());
+        h.kid = Some(ks.signing_kid(NOW).unwrap().into());
         let hs = jsonwebtoken::encode(&h, &claims, &EncodingKey::from_secret(&public)).unwrap();
         assert_eq!(verify_access(&ks, &hs, NOW).unwrap_err().code(), "invalid_token");
 
@@ -338,18 +521,16 @@ mod tests {
         assert_eq!(verify_access(&ks, &format!("{hdr}.{tp}.{sig}"), NOW).unwrap_err().code(), "invalid_token");
 
         // Unknown kid: a token from another key set.
-        let other_dir = tempfile::tempdir().unwrap();
-        let other = KeySet::load_or_create(other_dir.path(), NOW).unwrap();
+        let other = KeySet::generate_in_memory(NOW).unwrap();
         let foreign = issue_access(&other, &principal(), NOW).unwrap();
         assert_eq!(verify_access(&ks, &foreign, NOW).unwrap_err().code(), "invalid_token");
         // Other key, but claiming our kid: bad signature.
         let mut h = Header::new(Algorithm::EdDSA);
-        h.kid = Some(ks.signing_kid().into());
-        let other_key = other.keys.get(other.signing_kid()).unwrap();
-        let spoof = jsonwebtoken::encode(&h, &claims, &other_key.encoding).unwrap();
+        h.kid = Some(ks.signing_kid(NOW).unwrap().into());
+        let spoof = jsonwebtoken::encode(&h, &claims, &other.encoding_key(&other.signing_kid(NOW).unwrap())).unwrap();
         assert_eq!(verify_access(&ks, &spoof, NOW).unwrap_err().code(), "invalid_token");
         // No kid at all.
-        let nokid = jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), &claims, &ks.keys[ks.signing_kid()].encoding).unwrap();
+        let nokid = jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), &claims, &ks.encoding_key(&ks.signing_kid(NOW).unwrap())).unwrap();
         assert_eq!(verify_access(&ks, &nokid, NOW).unwrap_err().code(), "invalid_token");
         assert_eq!(verify_access(&ks, "not.a.jwt", NOW).unwrap_err().code(), "invalid_token");
         assert_eq!(verify_access(&ks, "", NOW).unwrap_err().code(), "invalid_token");
@@ -357,8 +538,7 @@ mod tests {
 
     #[test]
     fn audiences_do_not_mix() {
-        let dir = tempfile::tempdir().unwrap();
-        let ks = KeySet::load_or_create(dir.path(), NOW).unwrap();
+        let ks = KeySet::generate_in_memory(NOW).unwrap();
         let pending = issue_pending(&ks, &user(true), NOW).unwrap();
         assert_eq!(verify_pending(&ks, &pending, NOW).unwrap(), ("u1".to_string(), STAGE_TOTP.to_string()));
         // Pending token used as an access token.
@@ -374,23 +554,22 @@ mod tests {
 
     #[test]
     fn missing_required_claims_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let ks = KeySet::load_or_create(dir.path(), NOW).unwrap();
+        let ks = KeySet::generate_in_memory(NOW).unwrap();
         let base = serde_json::json!({
             "iss": ISSUER, "aud": AUD_ACCESS, "sub": "u1", "exp": NOW + 60, "nbf": NOW, "iat": NOW,
             "sid": "s1", "role": "admin", "username": "alice"
         });
-        assert!(verify_access(&ks, &ks.sign(&base).unwrap(), NOW).is_ok());
+        assert!(verify_access(&ks, &ks.sign(&base, NOW).unwrap(), NOW).is_ok());
         for field in ["iss", "aud", "sub", "exp", "nbf", "iat", "sid", "role"] {
             let mut c = base.clone();
             c.as_object_mut().unwrap().remove(field);
-            assert!(verify_access(&ks, &ks.sign(&c).unwrap(), NOW).is_err(), "{field}");
+            assert!(verify_access(&ks, &ks.sign(&c, NOW).unwrap(), NOW).is_err(), "{field}");
         }
         let mut c = base.clone();
         c["iss"] = "someone-else".into();
-        assert!(verify_access(&ks, &ks.sign(&c).unwrap(), NOW).is_err());
+        assert!(verify_access(&ks, &ks.sign(&c, NOW).unwrap(), NOW).is_err());
         let mut c = base;
         c["role"] = "root".into();
-        assert!(verify_access(&ks, &ks.sign(&c).unwrap(), NOW).is_err());
+        assert!(verify_access(&ks, &ks.sign(&c, NOW).unwrap(), NOW).is_err());
     }
 }

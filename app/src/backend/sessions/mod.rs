@@ -17,7 +17,7 @@
 //! snapshot) is revoked as well.
 //!
 //! # Layout
-//! - `keys`: Ed25519 key files, access and pending JWTs.
+//! - `keys`: Ed25519 signing keys in the database (rotation, overlap), access and pending JWTs.
 //! - `cookies`: `Set-Cookie` builders and the `Cookie` reader.
 //! - `setup`: the first-run setup token and first admin.
 
@@ -29,8 +29,9 @@ pub(crate) mod testenv;
 
 pub use cookies::{clear_cookie, read_cookie, set_cookie, ACCESS_COOKIE, PENDING_COOKIE, REFRESH_COOKIE};
 pub use keys::{
-    issue_pending, verify_access, verify_pending, KeySet, ACCESS_TTL_SECS, AUD_ACCESS, AUD_PENDING, ISSUER,
-    PENDING_TTL_SECS, STAGE_ENROLL_TOTP, STAGE_TOTP,
+    issue_pending, rotate_now, verify_access, verify_pending, KeySet, ACCESS_TTL_SECS, ACTIVATION_DELAY_SECS, AUD_ACCESS,
+    AUD_PENDING, DEFAULT_ROTATION_DAYS, ISSUER, KEY_REFRESH_SECS, OVERLAP_SECS, PENDING_TTL_SECS, STAGE_ENROLL_TOTP,
+    STAGE_TOTP,
 };
 pub use setup::{setup_admin, setup_token_issue, SETUP_TOKEN_KEY, SETUP_TOKEN_TTL_SECS};
 
@@ -187,6 +188,18 @@ async fn revoke_family(conn: &mut Conn, family_id: &str, now: i64) -> Result<u64
         }
         total += n;
     }
+}
+
+/// Revokes every live session of a user (password change, MFA reset, role change, disabling),
+/// in the caller's transaction; the access tokens die with them (`access::resolve`).
+pub async fn revoke_user(conn: &mut Conn, user_id: &str, now: i64) -> Result<u64> {
+    let n = sqlx::query("UPDATE sessions SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL")
+        .bind(now)
+        .bind(user_id)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+    Ok(n)
 }
 
 /// Starts a session for a user who passed every factor. Audited `login.success`.

@@ -1,0 +1,325 @@
+//! The permission matrix: every server function the app registers (read from server_fn's own
+//! registry, so a new one cannot be forgotten) × {anonymous, half-logged-in, Operator of
+//! group A, Operator of group B, Admin}, over real HTTPS against the real router. Plus the CSRF
+//! refusals and the scope of host data.
+
+use std::collections::BTreeMap;
+
+use app::backend::audit::Actor;
+use app::backend::db::now_unix;
+use app::backend::{groups, sessions, users};
+use serde_json::{json, Value};
+
+use crate::common::TestServer;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Who {
+    Anonymous,
+    HalfLoggedIn,
+    OperatorA,
+    OperatorB,
+    Admin,
+}
+
+const EVERYONE: [Who; 5] = [Who::Anonymous, Who::HalfLoggedIn, Who::OperatorA, Who::OperatorB, Who::Admin];
+
+/// Who may call a function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Gate {
+    /// Reachable without a session (login steps, setup, invitation, logout, me).
+    Public,
+    /// Any fully signed-in user; data cut to their scope.
+    User,
+    /// Admins only.
+    Admin,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Body {
+    Form(Vec<(&'static str, String)>),
+    Json(Value),
+}
+
+struct Fixture {
+    host_a: String,
+    host_b: String,
+    cookies: BTreeMap<&'static str, String>,
+}
+
+/// The expected gate and a well-formed body (so arguments never fail before authorization)
+/// of every server function. A function missing here fails the test.
+fn matrix(f: &Fixture) -> BTreeMap<&'static str, (Gate, Body)> {
+    use Body::{Form, Json};
+    use Gate::*;
+    let s = |v: &str| v.to_string();
+    let host = f.host_a.clone();
+    BTreeMap::from([
+        ("/api/auth/login", (Public, Form(vec![("username", s("nobody")), ("password", s("wrong-password-x"))]))),
+        ("/api/auth/totp_verify", (Public, Form(vec![("code", s("000000"))]))),
+        ("/api/auth/totp_begin", (Public, Form(vec![]))),
+        ("/api/auth/totp_confirm", (Public, Form(vec![("code", s("000000"))]))),
+        ("/api/auth/setup", (Public, Form(vec![("token", s("bogus")), ("username", s("x")), ("password", s("y"))]))),
+        ("/api/auth/logout", (Public, Form(vec![]))),
+        ("/api/auth/me", (Public, Form(vec![]))),
+        (
+            "/api/auth/accept_invitation",
+            (Public, Form(vec![("token", s("pminv_bogus")), ("password", s("long-enough-pass")), ("password2", s("long-enough-pass"))])),
+        ),
+        (
+            "/api/account/password",
+            (User, Form(vec![("current", s("not-my-password")), ("new", s("another-long-pass")), ("new2", s("another-long-pass"))])),
+        ),
+        (
+            "/api/hosts/list",
+            (
+                User,
+                Form(vec![
+                    ("search", s("")),
+                    ("status", s("All")),
+                    ("security_only", s("false")),
+                    ("reboot_only", s("false")),
+                    ("page", s("1")),
+                ]),
+            ),
+        ),
+        ("/api/hosts/get", (User, Form(vec![("id", host.clone())]))),
+        ("/api/hosts/packages", (User, Form(vec![("id", host.clone()), ("search", s("")), ("page", s("1"))]))),
+        ("/api/hosts/updates", (User, Form(vec![("id", host.clone())]))),
+        ("/api/groups/mine", (User, Form(vec![]))),
+        ("/api/hosts/set_groups", (Admin, Json(json!({ "id": "no-such-host", "group_ids": [] })))),
+        ("/api/enroll/create", (Admin, Form(vec![("note", s("matrix")), ("validity_secs", s("0")), ("group_id", s(""))]))),
+        ("/api/enroll/list", (Admin, Form(vec![]))),
+        ("/api/groups/list", (Admin, Form(vec![]))),
+        ("/api/groups/create", (Admin, Form(vec![("name", s("matrix group"))]))),
+        ("/api/groups/rename", (Admin, Form(vec![("id", s("no-such-group")), ("name", s("x"))]))),
+        ("/api/groups/delete", (Admin, Form(vec![("id", s("no-such-group"))]))),
+        ("/api/users/list", (Admin, Form(vec![]))),
+        ("/api/users/invite", (Admin, Json(json!({ "username": "matrix-invitee", "role": "Operator", "group_ids": [] })))),
+        ("/api/users/set_role", (Admin, Form(vec![("id", s("no-such-user")), ("role", s("Operator"))]))),
+        ("/api/users/set_groups", (Admin, Json(json!({ "id": "no-such-user", "group_ids": [] })))),
+        ("/api/users/set_disabled", (Admin, Form(vec![("id", s("no-such-user")), ("disabled", s("true"))]))),
+        ("/api/users/delete", (Admin, Form(vec![("id", s("no-such-user"))]))),
+        ("/api/users/reset_mfa", (Admin, Form(vec![("id", s("no-such-user"))]))),
+    ])
+}
+
+fn client(srv: &TestServer) -> reqwest::Client {
+    let cfg = crate::common::client_config(srv.roots(), None, &[&rustls::version::TLS13], true);
+    reqwest::Client::builder()
+        .use_preconfigured_tls(cfg)
+        .resolve("localhost", srv.web_addr)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+}
+
+async fn call(srv: &TestServer, path: &str, body: &Body, cookie: Option<&str>, origin: Option<&str>) -> (u16, Value) {
+    let mut req = client(srv).post(srv.web_url(path));
+    if let Some(o) = origin {
+        req = req.header("origin", o);
+    }
+    if let Some(c) = cookie {
+        req = req.header("cookie", c);
+    }
+    req = match body {
+        Body::Form(pairs) => req.form(pairs),
+        Body::Json(v) => req.json(v),
+    };
+    let resp = req.send().await.expect("POST");
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap_or_default();
+    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+fn code(v: &Value) -> &str {
+    v.get("code").and_then(Value::as_str).unwrap_or("")
+}
+
+async fn fixture(srv: &TestServer) -> Fixture {
+    let st = &srv.state;
+    let now = now_unix();
+    let pw = "correct horse battery staple";
+    let admin = users::create_admin(st, &Actor::Cli, "admin", pw, now).await.expect("admin");
+    let ga = groups::create(&st.db, &Actor::Cli, "group A", now).await.expect("group A");
+    let gb = groups::create(&st.db, &Actor::Cli, "group B", now).await.expect("group B");
+    let (a, _) = srv.enroll(&srv.create_token().await).await;
+    let (b, _) = srv.enroll(&srv.create_token().await).await;
+    groups::set_host_groups(&st.db, &Actor::Cli, &a.host_id, &[ga.id.clone()], now).await.expect("host A");
+    groups::set_host_groups(&st.db, &Actor::Cli, &b.host_id, &[gb.id.clone()], now).await.expect("host B");
+    let mut cookies = BTreeMap::new();
+    for (name, group) in [("op-a", &ga.id), ("op-b", &gb.id)] {
+        let inv = app::backend::user_admin::invite(st, &admin.actor(), name, app::api::dto::Role::Operator, &[group.clone()], now)
+            .await
+            .expect("invite");
+        let token = inv.link.split("token=").nth(1).expect("token").to_string();
+        app::backend::user_admin::accept_invitation(st, &token, pw, None, now).await.expect("accept");
+        let user = users::user_by_name(&st.db, name).await.expect("operator");
+        let t = sessions::start(st, &user, None, now).await.expect("session");
+        cookies.insert(name, format!("pm_access={}", t.access));
+    }
+    let t = sessions::start(st, &admin, None, now).await.expect("admin session");
+    cookies.insert("admin", format!("pm_access={}", t.access));
+    // Password accepted, second factor not yet: only the pending cookie.
+    let pending = sessions::issue_pending(&st.keys, &admin, now).expect("pending");
+    cookies.insert("half", format!("pm_pending={pending}"));
+    Fixture { host_a: a.host_id, host_b: b.host_id, cookies }
+}
+
+impl Fixture {
+    fn cookie(&self, who: Who) -> Option<&str> {
+        let key = match who {
+            Who::Anonymous => return None,
+            Who::HalfLoggedIn => "half",
+            Who::OperatorA => "op-a",
+            Who::OperatorB => "op-b",
+            Who::Admin => "admin",
+        };
+        self.cookies.get(key).map(String::as_str)
+    }
+}
+
+#[tokio::test]
+async fn every_server_function_enforces_its_gate() {
+    let srv = TestServer::start().await;
+    let f = fixture(&srv).await;
+    let origin = srv.web_url("");
+    let table = matrix(&f);
+
+    let registered: Vec<(String, String)> =
+        server_fn::axum::server_fn_paths().map(|(p, m)| (p.to_string(), m.to_string())).collect();
+    assert!(registered.len() >= table.len(), "registry incomplete: {registered:?}");
+    for (path, method) in &registered {
+        assert!(table.contains_key(path.as_str()), "server function {path} has no row in the permission matrix");
+        assert_eq!(method, "POST", "{path}: mutations must never be reachable by GET");
+    }
+    for path in table.keys() {
+        assert!(registered.iter().any(|(p, _)| p == path), "matrix row {path} names no registered function");
+    }
+
+    // Host data is cut to the caller's groups: host A is group A's, host B is group B's.
+    let get = |id: &str| Body::Form(vec![("id", id.to_string())]);
+    for (who, id, expected) in [
+        (Who::OperatorA, &f.host_a, 200),
+        (Who::OperatorA, &f.host_b, 404),
+        (Who::OperatorB, &f.host_a, 404),
+        (Who::OperatorB, &f.host_b, 200),
+        (Who::Admin, &f.host_a, 200),
+        (Who::Admin, &f.host_b, 200),
+    ] {
+        for path in ["/api/hosts/get", "/api/hosts/updates"] {
+            let (status, answer) = call(&srv, path, &get(id), f.cookie(who), Some(&origin)).await;
+            assert_eq!(status, expected, "{path} {id} as {who:?}: {answer}");
+        }
+    }
+    let list = &table["/api/hosts/list"].1;
+    for (who, total) in [(Who::OperatorA, 1), (Who::OperatorB, 1), (Who::Admin, 2)] {
+        let (status, answer) = call(&srv, "/api/hosts/list", list, f.cookie(who), Some(&origin)).await;
+        assert_eq!(status, 200);
+        assert_eq!(answer["total"], total, "{who:?}: {answer}");
+    }
+    let (_, answer) = call(&srv, "/api/hosts/list", list, f.cookie(Who::OperatorA), Some(&origin)).await;
+    assert_eq!(answer["items"][0]["id"], Value::String(f.host_a.clone()));
+
+    let mut cells = 0;
+    // Logout ends the caller's session: its row runs after all the others.
+    const LOGOUT: &str = "/api/auth/logout";
+    for (path, (gate, body)) in table.iter().filter(|(p, _)| **p != LOGOUT).chain(table.get_key_value(LOGOUT)) {
+        // The Admin goes last on each row: its calls may change state.
+        for who in EVERYONE {
+            let (status, answer) = call(&srv, path, body, f.cookie(who), Some(&origin)).await;
+            let signed_in = matches!(who, Who::OperatorA | Who::OperatorB | Who::Admin);
+            let unauth = status == 401 && code(&answer) == "unauthenticated";
+            match gate {
+                Gate::Public => assert!(status != 403, "{path} as {who:?}: {status} {answer}"),
+                Gate::User if !signed_in => assert!(unauth, "{path} as {who:?} must be refused: {status} {answer}"),
+                Gate::User => assert!(!unauth && status != 403, "{path} as {who:?} must pass the gate: {status} {answer}"),
+                Gate::Admin if !signed_in => assert!(unauth, "{path} as {who:?} must be refused: {status} {answer}"),
+                Gate::Admin if who != Who::Admin => {
+                    assert_eq!((status, code(&answer)), (403, "forbidden"), "{path} as {who:?}: {answer}")
+                }
+                Gate::Admin => assert!(!unauth && status != 403, "{path} as Admin must pass: {status} {answer}"),
+            }
+            cells += 1;
+        }
+    }
+    assert_eq!(cells, table.len() * EVERYONE.len());
+
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn state_changes_from_another_origin_are_refused() {
+    let srv = TestServer::start().await;
+    let f = fixture(&srv).await;
+    let admin = f.cookie(Who::Admin);
+    let body = Body::Form(vec![("name", "csrf probe".to_string())]);
+    let groups_before = srv.count("SELECT COUNT(*) FROM host_groups").await;
+
+    for origin in [Some("https://evil.example"), Some("null"), Some("http://localhost"), None] {
+        let (status, answer) = call(&srv, "/api/groups/create", &body, admin, origin).await;
+        assert_eq!((status, code(&answer)), (403, "cross_origin"), "origin {origin:?}: {answer}");
+    }
+    // Fetch metadata wins over a matching Origin.
+    let resp = client(&srv)
+        .post(srv.web_url("/api/groups/create"))
+        .header("origin", srv.web_url(""))
+        .header("sec-fetch-site", "cross-site")
+        .header("cookie", admin.unwrap_or_default())
+        .form(&[("name", "csrf probe")])
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(resp.status(), 403);
+    // Login CSRF too: a foreign page cannot sign the browser in.
+    let login = Body::Form(vec![("username", "admin".into()), ("password", "correct horse battery staple".into())]);
+    let (status, _) = call(&srv, "/api/auth/login", &login, None, Some("https://evil.example")).await;
+    assert_eq!(status, 403);
+    assert_eq!(srv.count("SELECT COUNT(*) FROM host_groups").await, groups_before, "nothing was created");
+
+    // The same request from our own origin works.
+    let (status, answer) = call(&srv, "/api/groups/create", &body, admin, Some(&srv.web_url(""))).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(srv.count("SELECT COUNT(*) FROM host_groups").await, groups_before + 1);
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn revoked_or_disabled_users_lose_access_at_once() {
+    let srv = TestServer::start().await;
+    let f = fixture(&srv).await;
+    let origin = srv.web_url("");
+    let me = Body::Form(vec![]);
+    let (status, answer) = call(&srv, "/api/groups/mine", &me, f.cookie(Who::OperatorA), Some(&origin)).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer.as_array().map(Vec::len), Some(1));
+
+    // The Admin disables operator A: their unexpired access token stops working immediately.
+    let (_, list) = call(&srv, "/api/users/list", &me, f.cookie(Who::Admin), Some(&origin)).await;
+    let op_a = list.as_array().expect("users").iter().find(|u| u["username"] == "op-a").expect("op-a")["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let disable = Body::Form(vec![("id", op_a.clone()), ("disabled", "true".into())]);
+    let (status, answer) = call(&srv, "/api/users/set_disabled", &disable, f.cookie(Who::Admin), Some(&origin)).await;
+    assert_eq!(status, 200, "{answer}");
+    let (status, answer) = call(&srv, "/api/groups/mine", &me, f.cookie(Who::OperatorA), Some(&origin)).await;
+    assert_eq!((status, code(&answer)), (401, "unauthenticated"));
+
+    // Operator B promoted to Admin: the old token is revoked too (role change ends sessions).
+    let (_, list) = call(&srv, "/api/users/list", &me, f.cookie(Who::Admin), Some(&origin)).await;
+    let op_b = list.as_array().expect("users").iter().find(|u| u["username"] == "op-b").expect("op-b")["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let promote = Body::Form(vec![("id", op_b), ("role", "Admin".into())]);
+    let (status, _) = call(&srv, "/api/users/set_role", &promote, f.cookie(Who::Admin), Some(&origin)).await;
+    assert_eq!(status, 200);
+    let (status, _) = call(&srv, "/api/groups/mine", &me, f.cookie(Who::OperatorB), Some(&origin)).await;
+    assert_eq!(status, 401);
+
+    let audit = app::backend::audit::list_by_action(&srv.state.db, "user.disable").await.expect("audit");
+    assert_eq!(audit.len(), 1);
+    assert_eq!(audit[0].actor, "user:admin");
+    assert_eq!(audit[0].target, format!("user:{op_a}"));
+    srv.stop().await;
+}
