@@ -63,6 +63,9 @@ pub async fn enroll(opts: &EnrollOptions) -> Result<Enrolled> {
     if response.host_id.trim().is_empty() {
         return Err(bad_response(&enroll_url, "empty host_id"));
     }
+    if !valid_job_key(&response.job_signing_key) {
+        return Err(bad_response(&enroll_url, "job_signing_key is not a base64 Ed25519 public key"));
+    }
     // Proves the certificate is for our key and both PEMs parse before anything is stored.
     tls::mtls(&response.ca_pem, &response.cert_pem, &key_pem).map_err(|e| bad_response(&enroll_url, &e.to_string()))?;
 
@@ -109,6 +112,12 @@ pub fn key_and_csr(hostname: &str) -> Result<(String, String)> {
     Ok((key.serialize_pem(), csr.pem().map_err(keygen)?))
 }
 
+/// A raw Ed25519 public key: 32 bytes, base64 (standard alphabet).
+fn valid_job_key(b64: &str) -> bool {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.decode(b64.trim()).is_ok_and(|k| k.len() == 32)
+}
+
 /// Writes key, certificates and config. Local overrides of an earlier `agent.toml` survive;
 /// the inventory ack does not (the new host id has no inventory on the server yet).
 fn store(state: &StateDir, response: &EnrollResponse, key_pem: &str) -> Result<()> {
@@ -125,6 +134,7 @@ fn store(state: &StateDir, response: &EnrollResponse, key_pem: &str) -> Result<(
     state::write_atomic(&state.key_path(), key_pem.as_bytes(), state::SECRET_MODE)?;
     state::write_atomic(&state.cert_path(), response.cert_pem.as_bytes(), state::SECRET_MODE)?;
     state::write_atomic(&state.ca_path(), response.ca_pem.as_bytes(), state::PUBLIC_MODE)?;
+    state::write_atomic(&state.job_key_path(), response.job_signing_key.trim().as_bytes(), state::PUBLIC_MODE)?;
     state::remove_if_exists(&state.ack_path())?;
     state::write_atomic(&state.config_path(), config.to_toml()?.as_bytes(), state::PUBLIC_MODE)
 }
@@ -167,6 +177,7 @@ mod tests {
             cert_pem: "CERT".into(),
             ca_pem: "CA".into(),
             agent_url: "https://pm:8444/".into(),
+            job_signing_key: "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=".into(),
         };
         store(&state, &response, "KEY").unwrap();
         let mode = |p: PathBuf| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
@@ -178,5 +189,9 @@ mod tests {
         assert_eq!(config.agent_url, "https://pm:8444");
         assert_eq!(config.commands.apt_get, Some(PathBuf::from("/fake/apt-get")));
         assert!(!state.ack_path().exists());
+        assert_eq!(std::fs::read_to_string(state.job_key_path()).unwrap(), response.job_signing_key);
+        assert!(valid_job_key(&response.job_signing_key));
+        assert!(!valid_job_key("AAAA"));
+        assert!(!valid_job_key("not base64!"));
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! # Layout
 //! - [`proto`]: wire types shared with the server (serde only; the server depends on this
-//!   crate with default features off and gets nothing else).
+//!   crate with default features off and gets nothing else); `proto::jobs`: patch jobs.
+//! - [`pkgname`]: package-name rules per package manager, shared with the server.
 //! - `client` feature (default): everything the agent binary needs:
 //!   - `config`: `agent.toml` in the state dir; `state`: the state dir's files, written atomically.
 //!   - `tls`: the three rustls client configs (CA fetch, pinned web, pinned mTLS); `http`:
@@ -18,6 +19,7 @@
 // Tests may unwrap; the non-test build keeps the workspace's deny.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+pub mod pkgname;
 pub mod proto;
 
 #[cfg(feature = "client")]

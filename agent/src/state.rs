@@ -40,6 +40,10 @@ impl StateDir {
     pub fn ca_path(&self) -> PathBuf {
         self.root.join("ca.pem")
     }
+    /// The server's job-signing public key (raw 32 bytes, base64), pinned at enrollment.
+    pub fn job_key_path(&self) -> PathBuf {
+        self.root.join("job-signing.pub")
+    }
     pub fn config_path(&self) -> PathBuf {
         self.root.join("agent.toml")
     }

@@ -50,6 +50,7 @@ pub fn collect(sources: &FactSources) -> HostFacts {
         uptime_seconds: read_trimmed(&sources.proc_root.join("uptime")).and_then(|t| parse_uptime(&t)).unwrap_or(0),
         reboot_required: sources.reboot_required.exists(),
         agent_version: crate::AGENT_VERSION.to_string(),
+        boot_id: read_trimmed(&sources.proc_root.join("sys/kernel/random/boot_id")).unwrap_or_default(),
     }
 }
 
@@ -117,6 +118,8 @@ mod tests {
         std::fs::write(proc_root.join("sys/kernel/osrelease"), "6.1.0-18-amd64\n").unwrap();
         std::fs::write(proc_root.join("sys/kernel/hostname"), "web-01\n").unwrap();
         std::fs::write(proc_root.join("uptime"), "350735.47 234388.90\n").unwrap();
+        std::fs::create_dir_all(proc_root.join("sys/kernel/random")).unwrap();
+        std::fs::write(proc_root.join("sys/kernel/random/boot_id"), "0b1e2c3d-aaaa-bbbb-cccc-000000000001\n").unwrap();
         let os_release = dir.path().join("os-release");
         std::fs::write(&os_release, "ID=debian\nVERSION_ID=\"12\"\nPRETTY_NAME=\"Debian 12\"\n").unwrap();
         let reboot = dir.path().join("reboot-required");
@@ -130,6 +133,7 @@ mod tests {
         assert!(!facts.reboot_required);
         assert!(!facts.arch.is_empty());
         assert_eq!(facts.agent_version, crate::AGENT_VERSION);
+        assert_eq!(facts.boot_id, "0b1e2c3d-aaaa-bbbb-cccc-000000000001");
 
         std::fs::write(&reboot, "").unwrap();
         sources.os_release = Some(dir.path().join("missing"));

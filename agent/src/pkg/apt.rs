@@ -63,6 +63,23 @@ impl PackageBackend for Apt {
     fn inventory(&self) -> Result<Inventory> {
         Ok(Inventory { manager: PackageManager::Apt, installed: self.installed()?, updates: self.updates()? })
     }
+
+    fn installed(&self) -> Result<Vec<InstalledPackage>> {
+        Apt::installed(self)
+    }
+
+    // Placeholder until the apt job backend lands (same series of commits).
+    fn plan(&self, _request: super::PatchRequest<'_>) -> Result<Vec<crate::proto::jobs::PackageChange>> {
+        Err(AgentError::Usage("apt plan: not available in this build".into()))
+    }
+
+    fn apply(&self, _request: super::PatchRequest<'_>, _output: &mut dyn FnMut(&str)) -> Result<super::ApplyOutcome> {
+        Err(AgentError::Usage("apt apply: not available in this build".into()))
+    }
+
+    fn reboot_required(&self) -> Result<bool> {
+        Ok(std::path::Path::new(crate::config::DEFAULT_REBOOT_REQUIRED_PATH).exists())
+    }
 }
 
 /// Lines `name\tversion\tarch\tstatus`; keeps packages whose current state is "installed"

@@ -9,13 +9,42 @@ use std::path::{Path, PathBuf};
 
 use crate::config::Commands;
 use crate::error::{AgentError, Result};
-use crate::proto::{Inventory, PackageManager};
+use crate::proto::jobs::{PackageChange, PatchScope};
+use crate::proto::{InstalledPackage, Inventory, PackageManager};
 
-/// Reads what is installed and what could be updated. Implementations run external
-/// programs and block: call them from `spawn_blocking`.
+/// What a patch job asks the package manager for. Names in `scope` and `exclude` have
+/// passed [`crate::pkgname::validate`] for this manager before a backend sees them.
+#[derive(Debug, Clone, Copy)]
+pub struct PatchRequest<'a> {
+    pub scope: &'a PatchScope,
+    pub exclude: &'a [String],
+}
+
+/// How an `apply` run ended (its output went to the caller's sink line by line).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApplyOutcome {
+    pub success: bool,
+    pub code: Option<i32>,
+    /// One line for the operator, e.g. "apt-get exited with status 100".
+    pub summary: String,
+}
+
+/// Reads what is installed and what could be updated, and installs updates. Implementations
+/// run external programs (argument vectors, never a shell) and block: call them from
+/// `spawn_blocking`.
 pub trait PackageBackend: Send + Sync {
     fn manager(&self) -> PackageManager;
     fn inventory(&self) -> Result<Inventory>;
+    /// Installed packages straight from the package database (job before/after snapshots).
+    fn installed(&self) -> Result<Vec<InstalledPackage>>;
+    /// A simulation of [`PackageBackend::apply`] with the same request: the packages that would
+    /// change, from which version to which. Changes nothing.
+    fn plan(&self, request: PatchRequest<'_>) -> Result<Vec<PackageChange>>;
+    /// Installs the updates the request selects. Every output line goes to `output` as it is
+    /// produced. Waits for the package manager's lock instead of failing at once.
+    fn apply(&self, request: PatchRequest<'_>, output: &mut dyn FnMut(&str)) -> Result<ApplyOutcome>;
+    /// Whether the host needs a reboot (after updates).
+    fn reboot_required(&self) -> Result<bool>;
 }
 
 /// Picks the backend for this host: apt when `dpkg-query` is available.

@@ -152,6 +152,7 @@ async fn start() -> FakeServer {
                     cert_pem: cert.pem(),
                     ca_pem: pki.ca.pem(),
                     agent_url: agent_url.clone(),
+                    job_signing_key: "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=".into(),
                 };
                 (200, serde_json::to_string(&resp).unwrap())
             }
@@ -170,7 +171,7 @@ async fn start() -> FakeServer {
             };
             let send_inventory = checkin.inventory.is_none() && ask_inventory.swap(false, Ordering::SeqCst);
             checkins.lock().unwrap().push(checkin);
-            let resp = CheckInResponse { send_inventory, next_checkin_seconds: 1 };
+            let resp = CheckInResponse { send_inventory, next_checkin_seconds: 1, jobs: vec![] };
             (200, serde_json::to_string(&resp).unwrap())
         })
     };

@@ -67,7 +67,7 @@ fn ts(unix: i64) -> Result<OffsetDateTime> {
     OffsetDateTime::from_unix_timestamp(unix).map_err(crypto("timestamp"))
 }
 
-fn pki_dir(data_dir: &Path) -> Result<PathBuf> {
+pub(crate) fn pki_dir(data_dir: &Path) -> Result<PathBuf> {
     let dir = data_dir.join("pki");
     fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir)?;
     Ok(dir)
@@ -75,7 +75,7 @@ fn pki_dir(data_dir: &Path) -> Result<PathBuf> {
 
 /// Writes `contents` to `path` through a temporary file created with `mode`, then renames it
 /// into place.
-fn write_file(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
+pub(crate) fn write_file(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
     let tmp = path.with_extension(format!("tmp-{}", uuid::Uuid::new_v4().simple()));
     let result = (|| {
         let mut f = fs::OpenOptions::new().write(true).create_new(true).mode(mode).open(&tmp)?;

@@ -266,6 +266,7 @@ pub async fn enroll(
         cert_pem: issued.cert_pem,
         ca_pem: state.ca.cert_pem().to_string(),
         agent_url: state.settings.agent_url.clone(),
+        job_signing_key: state.job_signer.public_key_b64(),
     })
 }
 

@@ -116,6 +116,7 @@ pub async fn record_checkin(
     Ok(CheckInResponse {
         send_inventory: stored_digest != checkin.inventory_digest,
         next_checkin_seconds: checkin_interval_secs,
+        jobs: Vec::new(),
     })
 }
 
@@ -269,6 +270,7 @@ pub(crate) mod tests {
             uptime_seconds: 3600,
             reboot_required: reboot,
             agent_version: "0.1.0".into(),
+            boot_id: String::new(),
         }
     }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::db::Db;
 use super::error::Result;
-use super::{ca, certs, sessions};
+use super::{ca, certs, job_signing, sessions};
 
 /// Runtime settings the backend needs (validated by the server's config module).
 #[derive(Debug, Clone)]
@@ -48,6 +48,8 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub ca: Arc<ca::Ca>,
     pub certs: Arc<certs::CertRegistry>,
+    /// Signs patch jobs; agents pin its public key at enrollment.
+    pub job_signer: Arc<job_signing::JobSigner>,
     /// JWT signing/verification keys (identity).
     pub keys: Arc<sessions::KeySet>,
     /// Bounds concurrent Argon2 work (one permit per CPU).
@@ -60,6 +62,7 @@ impl AppState {
         db.migrate().await?;
         let ca = Arc::new(ca::Ca::load_or_create(&settings.data_dir, now)?);
         let certs = Arc::new(certs::CertRegistry::load(&db).await?);
+        let job_signer = Arc::new(job_signing::JobSigner::load_or_create(&settings.data_dir)?);
         let keys = Arc::new(sessions::KeySet::load(&db, settings.jwt_rotation_secs, now).await?);
         let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).max(1);
         let password_limiter = Arc::new(tokio::sync::Semaphore::new(cpus));
@@ -68,6 +71,7 @@ impl AppState {
             settings: Arc::new(settings),
             ca,
             certs,
+            job_signer,
             keys,
             password_limiter,
         })

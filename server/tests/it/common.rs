@@ -290,6 +290,7 @@ pub fn sample_checkin() -> agent::proto::CheckIn {
             uptime_seconds: 1234,
             reboot_required: false,
             agent_version: "0.1.0".into(),
+            boot_id: String::new(),
         },
         inventory_digest: inventory.digest(),
         inventory: Some(inventory),

@@ -2,6 +2,8 @@
 //!
 //! Every body is JSON. Paths are relative to the listener named on each type.
 
+pub mod jobs;
+
 use serde::{Deserialize, Serialize};
 
 /// Path on the web listener (the agent has no certificate yet): POST [`EnrollRequest`].
@@ -34,6 +36,9 @@ pub struct EnrollResponse {
     pub ca_pem: String,
     /// Base URL of the agent (mTLS) listener, e.g. `https://pm.example:8444`.
     pub agent_url: String,
+    /// The server's Ed25519 job-signing public key (raw 32 bytes, base64 standard). The
+    /// agent pins it and runs only jobs signed with it (see [`jobs`]).
+    pub job_signing_key: String,
 }
 
 /// Facts about the host, sent on every check-in.
@@ -54,6 +59,10 @@ pub struct HostFacts {
     /// `/var/run/reboot-required` exists.
     pub reboot_required: bool,
     pub agent_version: String,
+    /// `/proc/sys/kernel/random/boot_id`: changes at every boot (the server sees a reboot
+    /// it asked for complete). Empty when unreadable.
+    #[serde(default)]
+    pub boot_id: String,
 }
 
 /// Package manager family of the host.
@@ -127,6 +136,9 @@ pub struct CheckInResponse {
     pub send_inventory: bool,
     /// Seconds until the next check-in (the agent adds jitter).
     pub next_checkin_seconds: u64,
+    /// Jobs dispatched to this host and not yet acknowledged (see [`jobs`]).
+    #[serde(default)]
+    pub jobs: Vec<jobs::SignedJob>,
 }
 
 /// Error body returned by every JSON endpoint on both listeners.
