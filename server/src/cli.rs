@@ -42,6 +42,17 @@ pub enum Command {
     /// JWT signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Password hashing parameters.
+    #[command(subcommand)]
+    Passwords(PasswordsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PasswordsCommand {
+    /// Measure this machine and store the Argon2id time cost that makes one hash cost
+    /// 250-500 ms (takes effect at the next start of every replica; existing hashes are
+    /// upgraded at their next login).
+    Calibrate,
 }
 
 #[derive(Debug, Subcommand)]

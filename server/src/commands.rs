@@ -9,7 +9,9 @@ use app::backend::ca::Ca;
 use app::backend::db::now_unix;
 use app::backend::{enrollment, sessions, users};
 
-use crate::cli::{AuditCommand, CaCommand, Cli, Command, ConfigCommand, EnrollTokenCommand, KeysCommand, UserCommand};
+use crate::cli::{
+    AuditCommand, CaCommand, Cli, Command, ConfigCommand, EnrollTokenCommand, KeysCommand, PasswordsCommand, UserCommand,
+};
 use crate::config::{Config, Overrides};
 
 fn overrides(cli: &Cli) -> Overrides {
@@ -46,6 +48,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 "new signing key {kid}: signs in {} s, the previous key verifies for 24 h more",
                 app::backend::sessions::ACTIVATION_DELAY_SECS
             );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Passwords(PasswordsCommand::Calibrate) => {
+            use app::backend::passwords;
+            let db = crate::open_db(&config).await?;
+            db.migrate().await?;
+            let (t, ms) = passwords::calibrate(&passwords::Hasher::new(1, passwords::T_COST)).await?;
+            passwords::store_t_cost(&db, &Actor::Cli, t, ms, now_unix()).await?;
+            println!("argon2id m={} KiB t={t} p={}: {ms:.0} ms per hash on this machine (target 250-500 ms); stored, effective at the next start", passwords::M_COST_KIB, passwords::P_COST);
+            if config.password_time_cost.is_some() {
+                println!("note: password_time_cost in the configuration file overrides the stored value");
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::EnrollToken(EnrollTokenCommand::Create { ttl, note, group }) => {

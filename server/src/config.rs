@@ -47,6 +47,9 @@ pub struct RawConfig {
     pub cert_refresh_secs: Option<u64>,
     /// Age in days at which the JWT signing key is replaced (default 90).
     pub jwt_rotation_days: Option<i64>,
+    /// Argon2id time cost (3..=16). Unset: measured at first start so one hash costs
+    /// 250-500 ms here, stored for every replica (`patch-manager passwords calibrate`).
+    pub password_time_cost: Option<u32>,
     pub tls: Option<RawTls>,
 }
 
@@ -82,6 +85,7 @@ pub struct Config {
     pub enroll_token_max_ttl_secs: i64,
     pub cert_refresh_secs: u64,
     pub jwt_rotation_days: i64,
+    pub password_time_cost: Option<u32>,
 }
 
 impl fmt::Debug for Config {
@@ -103,6 +107,7 @@ impl fmt::Debug for Config {
             .field("enroll_token_max_ttl_secs", &self.enroll_token_max_ttl_secs)
             .field("cert_refresh_secs", &self.cert_refresh_secs)
             .field("jwt_rotation_days", &self.jwt_rotation_days)
+            .field("password_time_cost", &self.password_time_cost)
             .finish()
     }
 }
@@ -262,6 +267,10 @@ impl Config {
         if !(1..=3650).contains(&jwt_rotation_days) {
             return Err(ConfigError::Invalid("jwt_rotation_days must be within 1..=3650".into()));
         }
+        let password_time_cost = raw.password_time_cost;
+        if password_time_cost.is_some_and(|t| !(app::backend::passwords::T_COST..=app::backend::passwords::MAX_T_COST).contains(&t)) {
+            return Err(ConfigError::Invalid("password_time_cost must be within 3..=16".into()));
+        }
 
         Ok(Config {
             data_dir,
@@ -280,6 +289,7 @@ impl Config {
             enroll_token_max_ttl_secs,
             cert_refresh_secs,
             jwt_rotation_days,
+            password_time_cost,
         })
     }
 
@@ -295,6 +305,7 @@ impl Config {
             enroll_token_default_ttl_secs: self.enroll_token_default_ttl_secs,
             enroll_token_max_ttl_secs: self.enroll_token_max_ttl_secs,
             jwt_rotation_secs: self.jwt_rotation_days * 86_400,
+            password_time_cost: self.password_time_cost,
         }
     }
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::db::Db;
 use super::error::Result;
-use super::{ca, certs, job_signing, sessions};
+use super::{ca, certs, job_signing, passwords, sessions};
 
 /// Runtime settings the backend needs (validated by the server's config module).
 #[derive(Debug, Clone)]
@@ -24,6 +24,8 @@ pub struct Settings {
     pub enroll_token_max_ttl_secs: i64,
     /// Age at which the JWT signing key is replaced (90 days by default).
     pub jwt_rotation_secs: i64,
+    /// Argon2 time cost; `None`: the stored calibration (measured at first start).
+    pub password_time_cost: Option<u32>,
 }
 
 impl Settings {
@@ -38,6 +40,9 @@ impl Settings {
             enroll_token_default_ttl_secs: 3600,
             enroll_token_max_ttl_secs: 7 * 24 * 3600,
             jwt_rotation_secs: sessions::DEFAULT_ROTATION_DAYS * 86400,
+            // Tests and tools built on this get the minimum; the server's config leaves it
+            // unset so the first start calibrates.
+            password_time_cost: Some(passwords::T_COST),
         }
     }
 }
@@ -52,8 +57,8 @@ pub struct AppState {
     pub job_signer: Arc<job_signing::JobSigner>,
     /// JWT signing/verification keys (identity).
     pub keys: Arc<sessions::KeySet>,
-    /// Bounds concurrent Argon2 work (one permit per CPU).
-    pub password_limiter: Arc<tokio::sync::Semaphore>,
+    /// Argon2 parameters and the bound on concurrent hashing (one permit per CPU).
+    pub password_limiter: Arc<passwords::Hasher>,
 }
 
 impl AppState {
@@ -65,7 +70,8 @@ impl AppState {
         let job_signer = Arc::new(job_signing::JobSigner::load_or_create(&settings.data_dir)?);
         let keys = Arc::new(sessions::KeySet::load(&db, settings.jwt_rotation_secs, now).await?);
         let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).max(1);
-        let password_limiter = Arc::new(tokio::sync::Semaphore::new(cpus));
+        let t_cost = passwords::load_or_calibrate(&db, settings.password_time_cost, now).await?;
+        let password_limiter = Arc::new(passwords::Hasher::new(cpus, t_cost));
         Ok(AppState {
             db,
             settings: Arc::new(settings),

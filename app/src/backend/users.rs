@@ -237,7 +237,7 @@ pub async fn check_password(state: &AppState, username: &str, password: &str, so
         return Err(INVALID);
     }
     let Some((user, old_phc)) = found else { return Err(INVALID) };
-    if passwords::needs_rehash(&old_phc) {
+    if passwords::needs_rehash(&state.password_limiter, &old_phc) {
         upgrade_hash(state, &user, &old_phc, password, now).await?;
     }
     Ok(user)
@@ -344,7 +344,7 @@ mod tests {
         let row = sqlx::query("SELECT password_hash FROM users WHERE id = $1").bind(&u.id).fetch_one(&st.db.pool).await.unwrap();
         let stored: String = row.try_get("password_hash").unwrap();
         assert_ne!(stored, weak);
-        assert!(!passwords::needs_rehash(&stored));
+        assert!(!passwords::needs_rehash(&st.password_limiter, &stored));
         assert!(stored.starts_with("$argon2id$v=19$m=65536,t=3,p=1$"));
         // Still logs in with the upgraded hash.
         check_password(st, "carol", PW, None, now).await.unwrap();

@@ -70,6 +70,8 @@ impl TestServer {
             agent_url: Some("https://localhost:8444".into()),
             site_dir: Some(site_dir),
             cert_refresh_secs: Some(1),
+            // The minimum: no calibration run per test server (calibration has its own test).
+            password_time_cost: Some(3),
             ..Default::default()
         };
         tweak(&mut raw);

@@ -534,6 +534,48 @@ mod tests {
         assert_eq!(verify_access(&ks, &nokid, NOW).unwrap_err().code(), "invalid_token");
         assert_eq!(verify_access(&ks, "not.a.jwt", NOW).unwrap_err().code(), "invalid_token");
         assert_eq!(verify_access(&ks, "", NOW).unwrap_err().code(), "invalid_token");
+
+        // ES256, properly signed by a P-256 key, claiming our kid: wrong algorithm.
+        let rng = ring::rand::SystemRandom::new();
+        let p256 = ring::signature::EcdsaKeyPair::generate_pkcs8(&ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+        let mut h = Header::new(Algorithm::ES256);
+        h.kid = Some(ks.signing_kid(NOW).unwrap());
+        let es = jsonwebtoken::encode(&h, &claims, &EncodingKey::from_ec_der(p256.as_ref())).unwrap();
+        assert_eq!(verify_access(&ks, &es, NOW).unwrap_err().code(), "invalid_token");
+
+        // Hostile kids on tokens genuinely signed with our key: only the in-memory set is
+        // consulted, never a path, a query or a URL.
+        let signing = ks.encoding_key(&ks.signing_kid(NOW).unwrap());
+        let long_kid = "k".repeat(10_000);
+        for kid in ["../../../../etc/passwd", "' OR '1'='1", "https://evil.example/jwks.json", "nul\u{0}kid", long_kid.as_str(), ""] {
+            let mut h = Header::new(Algorithm::EdDSA);
+            h.kid = Some(kid.to_string());
+            let t = jsonwebtoken::encode(&h, &claims, &signing).unwrap();
+            assert_eq!(verify_access(&ks, &t, NOW).unwrap_err().code(), "invalid_token", "kid {:?}", &kid[..kid.len().min(40)]);
+        }
+    }
+
+    #[test]
+    fn time_claims_must_be_numbers() {
+        let ks = KeySet::generate_in_memory(NOW).unwrap();
+        let base = serde_json::json!({
+            "iss": ISSUER, "aud": AUD_ACCESS, "sub": "u1", "exp": NOW + 60, "nbf": NOW, "iat": NOW,
+            "sid": "s1", "role": "admin", "username": "alice"
+        });
+        assert!(verify_access(&ks, &ks.sign(&base, NOW).unwrap(), NOW).is_ok());
+        for (field, value) in [
+            ("exp", serde_json::json!((NOW + 60).to_string())),
+            ("exp", serde_json::json!("never")),
+            ("exp", serde_json::json!(null)),
+            ("exp", serde_json::json!(1.0e300)),
+            ("nbf", serde_json::json!(NOW.to_string())),
+            ("iat", serde_json::json!([NOW])),
+        ] {
+            let mut c = base.clone();
+            c[field] = value.clone();
+            let t = ks.sign(&c, NOW).unwrap();
+            assert_eq!(verify_access(&ks, &t, NOW).unwrap_err().code(), "invalid_token", "{field} = {value}");
+        }
     }
 
     #[test]
