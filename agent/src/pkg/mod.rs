@@ -301,7 +301,8 @@ mod tests {
             Err(AgentError::NoPackageManager(p)) if p.contains("dpkg-query")
         ));
         let apt = Commands { dpkg_query: sh.clone(), apt_get: sh.clone(), ..commands.clone() };
-        let with_root = LocalSettings { package_root: Some("/r".into()), commands: apt.clone(), ..LocalSettings::default() };
+        let with_root =
+            LocalSettings { package_root: Some("/r".into()), commands: apt.clone(), ..LocalSettings::default() };
         assert_eq!(from_settings(&with_root).unwrap().manager(), PackageManager::Dnf);
         let forced = LocalSettings { manager: Some(PackageManager::Apt), ..with_root };
         assert!(matches!(from_settings(&forced), Err(AgentError::Usage(_))));
