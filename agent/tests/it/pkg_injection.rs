@@ -20,6 +20,7 @@ const HOSTILE: &[&str] = &[
     "--setopt=gpgcheck=0",
     "/tmp/evil.deb",
     "./evil.rpm",
+    "evil.rpm",
     "../evil",
     "open*",
     "lib?",
