@@ -2,18 +2,44 @@
 //!
 //! Only `agent_url` and `host_id` are written by enrollment; the optional keys are local
 //! overrides an operator (or a test) adds by hand, and re-enrollment keeps them.
+//!
+//! ```toml
+//! agent_url = "https://pm.example:8444"   # written by enrollment
+//! host_id = "..."                          # written by enrollment
+//! checkin_interval_secs = 60               # default: what the server says
+//! os_release_path = "/etc/os-release"
+//! reboot_required_path = "/var/run/reboot-required"   # apt's reboot flag (facts and jobs)
+//! manager = "dnf"                  # apt | dnf | zypper; default: detected (apt, dnf, zypper)
+//! package_root = "/srv/root"       # dnf --installroot / zypper --root / rpm --root; not apt
+//! lock_timeout_secs = 300          # wait for the package-manager lock (apt, zypper)
+//! apply_timeout_secs = 7200        # a patch run is killed after this long
+//!
+//! [commands]                       # program paths; default: looked up in PATH
+//! apt_get = "/usr/bin/apt-get"
+//! apt_mark = "/usr/bin/apt-mark"
+//! dpkg_query = "/usr/bin/dpkg-query"
+//! dnf = "/usr/bin/dnf"
+//! zypper = "/usr/bin/zypper"
+//! rpm = "/usr/bin/rpm"
+//! needs_restarting = "/usr/bin/needs-restarting"   # dnf hosts (dnf-utils)
+//! ```
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{AgentError, Result};
+use crate::proto::PackageManager;
 
 /// Check-in interval used when the server does not name one.
 pub const DEFAULT_CHECKIN_INTERVAL_SECS: u64 = 60;
 pub const DEFAULT_OS_RELEASE_PATH: &str = "/etc/os-release";
 pub const FALLBACK_OS_RELEASE_PATH: &str = "/usr/lib/os-release";
 pub const DEFAULT_REBOOT_REQUIRED_PATH: &str = "/var/run/reboot-required";
+/// How long apt-get and zypper wait for the package manager's lock before giving up.
+pub const DEFAULT_LOCK_TIMEOUT_SECS: u64 = 300;
+/// How long one patch run (refresh + transaction) may take before it is killed.
+pub const DEFAULT_APPLY_TIMEOUT_SECS: u64 = 7200;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -28,6 +54,19 @@ pub struct AgentConfig {
     pub os_release_path: Option<PathBuf>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reboot_required_path: Option<PathBuf>,
+    /// Use this package manager instead of detecting one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manager: Option<PackageManager>,
+    /// dnf, zypper and rpm work on this install root instead of `/` (tests, image builds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub package_root: Option<PathBuf>,
+    /// Seconds to wait for the package manager's lock (apt `DPkg::Lock::Timeout`, zypper
+    /// `ZYPP_LOCK_TIMEOUT`; dnf waits on its own). Default [`DEFAULT_LOCK_TIMEOUT_SECS`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lock_timeout_secs: Option<u64>,
+    /// Seconds one patch run may take. Default [`DEFAULT_APPLY_TIMEOUT_SECS`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub apply_timeout_secs: Option<u64>,
     #[serde(default, skip_serializing_if = "Commands::is_default")]
     pub commands: Commands,
 }
@@ -40,6 +79,19 @@ pub struct Commands {
     pub apt_get: Option<PathBuf>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dpkg_query: Option<PathBuf>,
+    /// `apt-mark` (lists holds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub apt_mark: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dnf: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zypper: Option<PathBuf>,
+    /// `rpm` (installed packages on dnf and zypper hosts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rpm: Option<PathBuf>,
+    /// `needs-restarting` from dnf-utils (`-r`: exit 1 when a reboot is needed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub needs_restarting: Option<PathBuf>,
 }
 
 impl Commands {
@@ -53,10 +105,30 @@ impl Commands {
 pub struct LocalSettings {
     pub os_release_path: Option<PathBuf>,
     pub reboot_required_path: Option<PathBuf>,
+    pub manager: Option<PackageManager>,
+    pub package_root: Option<PathBuf>,
+    pub lock_timeout_secs: Option<u64>,
+    pub apply_timeout_secs: Option<u64>,
     pub commands: Commands,
 }
 
 impl AgentConfig {
+    /// What enrollment writes: the two required keys, no local overrides.
+    pub fn new(agent_url: String, host_id: String) -> AgentConfig {
+        AgentConfig {
+            agent_url,
+            host_id,
+            checkin_interval_secs: None,
+            os_release_path: None,
+            reboot_required_path: None,
+            manager: None,
+            package_root: None,
+            lock_timeout_secs: None,
+            apply_timeout_secs: None,
+            commands: Commands::default(),
+        }
+    }
+
     pub fn parse(text: &str, path: &Path) -> Result<AgentConfig> {
         let config: AgentConfig = toml::from_str(text)
             .map_err(|e| AgentError::Config { path: path.to_path_buf(), message: e.message().to_string() })?;
@@ -90,6 +162,17 @@ impl AgentConfig {
         if self.checkin_interval_secs == Some(0) {
             return Err(bad("checkin_interval_secs must be at least 1"));
         }
+        if self.apply_timeout_secs == Some(0) {
+            return Err(bad("apply_timeout_secs must be at least 1"));
+        }
+        if let Some(root) = &self.package_root {
+            if !root.is_absolute() {
+                return Err(bad("package_root must be an absolute path"));
+            }
+            if self.manager == Some(PackageManager::Apt) {
+                return Err(bad("package_root is supported for dnf and zypper only"));
+            }
+        }
         Ok(())
     }
 
@@ -97,6 +180,10 @@ impl AgentConfig {
         LocalSettings {
             os_release_path: self.os_release_path.clone(),
             reboot_required_path: self.reboot_required_path.clone(),
+            manager: self.manager,
+            package_root: self.package_root.clone(),
+            lock_timeout_secs: self.lock_timeout_secs,
+            apply_timeout_secs: self.apply_timeout_secs,
             commands: self.commands.clone(),
         }
     }
@@ -114,10 +201,47 @@ mod tests {
             checkin_interval_secs: Some(30),
             os_release_path: Some("/tmp/os-release".into()),
             reboot_required_path: None,
-            commands: Commands { apt_get: Some("/opt/fake/apt-get".into()), dpkg_query: None },
+            manager: None,
+            package_root: None,
+            lock_timeout_secs: None,
+            apply_timeout_secs: None,
+            commands: Commands { apt_get: Some("/opt/fake/apt-get".into()), ..Commands::default() },
         };
         let text = config.to_toml().unwrap();
         assert_eq!(AgentConfig::parse(&text, Path::new("agent.toml")).unwrap(), config);
+
+        let rpm_side = AgentConfig {
+            manager: Some(PackageManager::Zypper),
+            package_root: Some("/tmp/root".into()),
+            lock_timeout_secs: Some(5),
+            apply_timeout_secs: Some(60),
+            commands: Commands {
+                apt_mark: Some("/x/apt-mark".into()),
+                dnf: Some("/x/dnf".into()),
+                zypper: Some("/x/zypper".into()),
+                rpm: Some("/x/rpm".into()),
+                needs_restarting: Some("/x/needs-restarting".into()),
+                ..Commands::default()
+            },
+            ..config
+        };
+        let text = rpm_side.to_toml().unwrap();
+        assert!(text.contains("manager = \"zypper\""), "{text}");
+        let parsed = AgentConfig::parse(&text, Path::new("agent.toml")).unwrap();
+        assert_eq!(parsed, rpm_side);
+        assert_eq!(parsed.local().package_root.as_deref(), Some(Path::new("/tmp/root")));
+        assert_eq!(parsed.local().manager, Some(PackageManager::Zypper));
+    }
+
+    #[test]
+    fn package_settings_are_checked() {
+        let base = "agent_url = \"https://a\"\nhost_id = \"x\"\n";
+        let parse = |extra: &str| AgentConfig::parse(&format!("{base}{extra}"), Path::new("a"));
+        assert!(parse("manager = \"dnf\"\npackage_root = \"/r\"\n").is_ok());
+        assert!(parse("manager = \"yum\"\n").is_err());
+        assert!(parse("package_root = \"relative\"\n").is_err());
+        assert!(parse("manager = \"apt\"\npackage_root = \"/r\"\n").is_err());
+        assert!(parse("apply_timeout_secs = 0\n").is_err());
     }
 
     #[test]

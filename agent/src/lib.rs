@@ -12,8 +12,9 @@
 //!   - `checkin`: one check-in and the foreground loop; `ack`: which inventory the server
 //!     holds; `backoff`: retry delays and jitter.
 //!   - `facts`: os-release, kernel, arch, uptime, reboot-required.
-//!   - `pkg`: one backend per package manager behind [`pkg::PackageBackend`] (`apt` today).
-//!   - `debversion`: dpkg's version ordering.
+//!   - `pkg`: one backend per package manager behind [`pkg::PackageBackend`] (apt, dnf,
+//!     zypper), with the program runner and the snapshot diff.
+//!   - `debversion`: dpkg's version ordering; `rpmversion`: rpm's.
 //!   - `error`: the agent's error enum.
 
 // Tests may unwrap; the non-test build keeps the workspace's deny.
@@ -42,6 +43,8 @@ pub mod facts;
 pub mod http;
 #[cfg(feature = "client")]
 pub mod pkg;
+#[cfg(feature = "client")]
+pub mod rpmversion;
 #[cfg(feature = "client")]
 pub mod state;
 #[cfg(feature = "client")]

@@ -3,8 +3,16 @@
 //! # Layout
 //! - `deps`: the agent's dependency tree stays free of server/UI crates.
 //! - `flow`: enroll + check in against a test-only TLS server (real TLS, real mTLS).
+//! - `pkg_injection`: fake package managers record their argv (hostile names, exact commands).
+//! - `pkg_apt`: the real apt-get/dpkg against a local repository (root).
+//! - `pkg_rpm`: the real dnf and zypper on an install-root tree.
+//! - `pkg_support`: fakes, fixtures, skip rules.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod deps;
 mod flow;
+mod pkg_apt;
+mod pkg_injection;
+mod pkg_rpm;
+mod pkg_support;
