@@ -14,6 +14,10 @@ pub const DEFAULT_CHECKIN_INTERVAL_SECS: u64 = 60;
 pub const DEFAULT_OS_RELEASE_PATH: &str = "/etc/os-release";
 pub const FALLBACK_OS_RELEASE_PATH: &str = "/usr/lib/os-release";
 pub const DEFAULT_REBOOT_REQUIRED_PATH: &str = "/var/run/reboot-required";
+/// Changes at every boot; the server compares it to see a reboot it asked for complete.
+pub const DEFAULT_BOOT_ID_PATH: &str = "/proc/sys/kernel/random/boot_id";
+/// What the agent runs to reboot the host after a job asked for it.
+pub const DEFAULT_REBOOT_COMMAND: [&str; 2] = ["systemctl", "reboot"];
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -28,8 +32,13 @@ pub struct AgentConfig {
     pub os_release_path: Option<PathBuf>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reboot_required_path: Option<PathBuf>,
+    /// Where the boot id is read (tests point it at a file their fake reboot command rewrites).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_id_path: Option<PathBuf>,
     #[serde(default, skip_serializing_if = "Commands::is_default")]
     pub commands: Commands,
+    #[serde(default, skip_serializing_if = "JobSettings::is_default")]
+    pub jobs: JobSettings,
 }
 
 /// Paths of the package-manager programs (default: looked up in `PATH`).
@@ -40,11 +49,42 @@ pub struct Commands {
     pub apt_get: Option<PathBuf>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dpkg_query: Option<PathBuf>,
+    /// Argument vector run (without a shell) to reboot after a job; default
+    /// [`DEFAULT_REBOOT_COMMAND`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reboot: Option<Vec<String>>,
 }
 
 impl Commands {
     fn is_default(&self) -> bool {
         *self == Commands::default()
+    }
+
+    /// The reboot command's argument vector.
+    pub fn reboot_argv(&self) -> Vec<String> {
+        match &self.reboot {
+            Some(argv) => argv.clone(),
+            None => DEFAULT_REBOOT_COMMAND.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+}
+
+/// Patch-job settings (`[jobs]`), all optional.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobSettings {
+    /// Files the package manager locks while it works; after a crash the agent waits until
+    /// none is locked before it inspects the package database. Default: the manager's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lock_paths: Option<Vec<PathBuf>>,
+    /// Days a finished job stays in the journal (default 30).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub journal_retention_days: Option<u64>,
+}
+
+impl JobSettings {
+    fn is_default(&self) -> bool {
+        *self == JobSettings::default()
     }
 }
 
@@ -53,6 +93,7 @@ impl Commands {
 pub struct LocalSettings {
     pub os_release_path: Option<PathBuf>,
     pub reboot_required_path: Option<PathBuf>,
+    pub boot_id_path: Option<PathBuf>,
     pub commands: Commands,
 }
 
@@ -90,6 +131,14 @@ impl AgentConfig {
         if self.checkin_interval_secs == Some(0) {
             return Err(bad("checkin_interval_secs must be at least 1"));
         }
+        if let Some(argv) = &self.commands.reboot {
+            if argv.first().is_none_or(|p| p.trim().is_empty()) {
+                return Err(bad("commands.reboot must name a program"));
+            }
+        }
+        if self.jobs.journal_retention_days == Some(0) {
+            return Err(bad("jobs.journal_retention_days must be at least 1"));
+        }
         Ok(())
     }
 
@@ -97,7 +146,26 @@ impl AgentConfig {
         LocalSettings {
             os_release_path: self.os_release_path.clone(),
             reboot_required_path: self.reboot_required_path.clone(),
+            boot_id_path: self.boot_id_path.clone(),
             commands: self.commands.clone(),
+        }
+    }
+
+    /// This config with the server-assigned fields replaced and every local override kept
+    /// (re-enrollment).
+    pub fn reenrolled(previous: Option<AgentConfig>, agent_url: String, host_id: String) -> AgentConfig {
+        match previous {
+            Some(previous) => AgentConfig { agent_url, host_id, ..previous },
+            None => AgentConfig {
+                agent_url,
+                host_id,
+                checkin_interval_secs: None,
+                os_release_path: None,
+                reboot_required_path: None,
+                boot_id_path: None,
+                commands: Commands::default(),
+                jobs: JobSettings::default(),
+            },
         }
     }
 }
@@ -114,7 +182,13 @@ mod tests {
             checkin_interval_secs: Some(30),
             os_release_path: Some("/tmp/os-release".into()),
             reboot_required_path: None,
-            commands: Commands { apt_get: Some("/opt/fake/apt-get".into()), dpkg_query: None },
+            boot_id_path: Some("/tmp/boot_id".into()),
+            commands: Commands {
+                apt_get: Some("/opt/fake/apt-get".into()),
+                dpkg_query: None,
+                reboot: Some(vec!["/opt/fake/reboot".into(), "--now".into()]),
+            },
+            jobs: JobSettings { lock_paths: Some(vec!["/tmp/lock".into()]), journal_retention_days: Some(7) },
         };
         let text = config.to_toml().unwrap();
         assert_eq!(AgentConfig::parse(&text, Path::new("agent.toml")).unwrap(), config);
@@ -125,6 +199,8 @@ mod tests {
         let c = AgentConfig::parse("agent_url = \"https://a:8444\"\nhost_id = \"x\"\n", Path::new("a")).unwrap();
         assert_eq!(c.commands, Commands::default());
         assert_eq!(c.checkin_interval_secs, None);
+        assert_eq!(c.commands.reboot_argv(), vec!["systemctl".to_string(), "reboot".to_string()]);
+        assert_eq!(c.jobs, JobSettings::default());
     }
 
     #[test]
@@ -135,5 +211,7 @@ mod tests {
         assert!(AgentConfig::parse(unknown_cmd, Path::new("a")).is_err());
         let http = "agent_url = \"http://a\"\nhost_id = \"x\"\n";
         assert!(AgentConfig::parse(http, Path::new("a")).is_err());
+        let empty_reboot = "agent_url = \"https://a\"\nhost_id = \"x\"\n[commands]\nreboot = []\n";
+        assert!(AgentConfig::parse(empty_reboot, Path::new("a")).is_err());
     }
 }

@@ -123,14 +123,11 @@ fn valid_job_key(b64: &str) -> bool {
 fn store(state: &StateDir, response: &EnrollResponse, key_pem: &str) -> Result<()> {
     state.ensure()?;
     let previous = AgentConfig::load(&state.config_path()).ok();
-    let config = AgentConfig {
-        agent_url: response.agent_url.trim().trim_end_matches('/').to_string(),
-        host_id: response.host_id.clone(),
-        checkin_interval_secs: previous.as_ref().and_then(|c| c.checkin_interval_secs),
-        os_release_path: previous.as_ref().and_then(|c| c.os_release_path.clone()),
-        reboot_required_path: previous.as_ref().and_then(|c| c.reboot_required_path.clone()),
-        commands: previous.map(|c| c.commands).unwrap_or_default(),
-    };
+    let config = AgentConfig::reenrolled(
+        previous,
+        response.agent_url.trim().trim_end_matches('/').to_string(),
+        response.host_id.clone(),
+    );
     state::write_atomic(&state.key_path(), key_pem.as_bytes(), state::SECRET_MODE)?;
     state::write_atomic(&state.cert_path(), response.cert_pem.as_bytes(), state::SECRET_MODE)?;
     state::write_atomic(&state.ca_path(), response.ca_pem.as_bytes(), state::PUBLIC_MODE)?;

@@ -12,6 +12,7 @@
 //!   - `checkin`: one check-in and the foreground loop; `ack`: which inventory the server
 //!     holds; `backoff`: retry delays and jitter.
 //!   - `facts`: os-release, kernel, arch, uptime, reboot-required.
+//!   - `jobs`: patch jobs: verification, the on-disk journal, the runner, reports, reboot.
 //!   - `pkg`: one backend per package manager behind [`pkg::PackageBackend`] (`apt` today).
 //!   - `debversion`: dpkg's version ordering.
 //!   - `error`: the agent's error enum.
@@ -40,6 +41,8 @@ pub mod error;
 pub mod facts;
 #[cfg(feature = "client")]
 pub mod http;
+#[cfg(feature = "client")]
+pub mod jobs;
 #[cfg(feature = "client")]
 pub mod pkg;
 #[cfg(feature = "client")]

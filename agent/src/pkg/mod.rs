@@ -81,7 +81,7 @@ mod tests {
         assert!(find_program(Path::new("sh")).is_some());
         assert!(find_program(Path::new("/bin/sh")).is_some());
         assert!(find_program(Path::new("/nonexistent/dpkg-query")).is_none());
-        let commands = Commands { dpkg_query: Some("/nonexistent/dpkg-query".into()), apt_get: None };
+        let commands = Commands { dpkg_query: Some("/nonexistent/dpkg-query".into()), ..Commands::default() };
         assert!(matches!(detect(&commands), Err(AgentError::NoPackageManager(_))));
     }
 }
