@@ -2,9 +2,12 @@
 //!
 //! # Layout
 //! - `deps`: the agent's dependency tree stays free of server/UI crates.
-//! - `flow`: enroll + check in against a test-only TLS server (real TLS, real mTLS).
+//! - `server`: the test-only stand-in for the server's listeners (real TLS, real mTLS),
+//!   speaking the enrollment, check-in and job contracts.
+//! - `flow`: enroll + check in.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod deps;
 mod flow;
+mod server;
