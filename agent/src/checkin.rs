@@ -48,7 +48,7 @@ pub struct Collector {
 
 impl Collector {
     pub fn new(settings: &LocalSettings) -> Collector {
-        let backend = pkg::detect(&settings.commands).map_err(|e| match e {
+        let backend = pkg::from_settings(settings).map_err(|e| match e {
             AgentError::NoPackageManager(looked_for) => looked_for,
             other => other.to_string(),
         });

@@ -2,12 +2,40 @@
 //!
 //! Only `agent_url` and `host_id` are written by enrollment; the optional keys are local
 //! overrides an operator (or a test) adds by hand, and re-enrollment keeps them.
+//!
+//! ```toml
+//! agent_url = "https://pm.example:8444"   # written by enrollment
+//! host_id = "..."                          # written by enrollment
+//! checkin_interval_secs = 60               # default: what the server says
+//! os_release_path = "/etc/os-release"
+//! reboot_required_path = "/var/run/reboot-required"   # apt's reboot flag (facts and jobs)
+//! manager = "dnf"                  # apt | dnf | zypper; default: detected (apt, dnf, zypper)
+//! package_root = "/srv/root"       # dnf --installroot / zypper --root / rpm --root; not apt
+//! lock_timeout_secs = 300          # wait for the package-manager lock (apt, zypper)
+//! apply_timeout_secs = 7200        # a patch run is killed after this long
+//! boot_id_path = "/proc/sys/kernel/random/boot_id"   # tests fake a reboot with a file
+//!
+//! [commands]                       # program paths; default: looked up in PATH
+//! apt_get = "/usr/bin/apt-get"
+//! apt_mark = "/usr/bin/apt-mark"
+//! dpkg_query = "/usr/bin/dpkg-query"
+//! dnf = "/usr/bin/dnf"
+//! zypper = "/usr/bin/zypper"
+//! rpm = "/usr/bin/rpm"
+//! needs_restarting = "/usr/bin/needs-restarting"   # dnf hosts (dnf-utils)
+//! reboot = ["systemctl", "reboot"]  # argument vector run after a job that reboots
+//!
+//! [jobs]
+//! lock_paths = ["/var/lib/dpkg/lock-frontend", "/var/lib/dpkg/lock"]  # default: the manager's
+//! journal_retention_days = 30      # finished jobs kept in <state_dir>/jobs
+//! ```
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{AgentError, Result};
+use crate::proto::PackageManager;
 
 /// Check-in interval used when the server does not name one.
 pub const DEFAULT_CHECKIN_INTERVAL_SECS: u64 = 60;
@@ -18,6 +46,10 @@ pub const DEFAULT_REBOOT_REQUIRED_PATH: &str = "/var/run/reboot-required";
 pub const DEFAULT_BOOT_ID_PATH: &str = "/proc/sys/kernel/random/boot_id";
 /// What the agent runs to reboot the host after a job asked for it.
 pub const DEFAULT_REBOOT_COMMAND: [&str; 2] = ["systemctl", "reboot"];
+/// How long apt-get and zypper wait for the package manager's lock before giving up.
+pub const DEFAULT_LOCK_TIMEOUT_SECS: u64 = 300;
+/// How long one patch run (refresh + transaction) may take before it is killed.
+pub const DEFAULT_APPLY_TIMEOUT_SECS: u64 = 7200;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -35,6 +67,19 @@ pub struct AgentConfig {
     /// Where the boot id is read (tests point it at a file their fake reboot command rewrites).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub boot_id_path: Option<PathBuf>,
+    /// Use this package manager instead of detecting one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manager: Option<PackageManager>,
+    /// dnf, zypper and rpm work on this install root instead of `/` (tests, image builds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub package_root: Option<PathBuf>,
+    /// Seconds to wait for the package manager's lock (apt `DPkg::Lock::Timeout`, zypper
+    /// `ZYPP_LOCK_TIMEOUT`; dnf waits on its own). Default [`DEFAULT_LOCK_TIMEOUT_SECS`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lock_timeout_secs: Option<u64>,
+    /// Seconds one patch run may take. Default [`DEFAULT_APPLY_TIMEOUT_SECS`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub apply_timeout_secs: Option<u64>,
     #[serde(default, skip_serializing_if = "Commands::is_default")]
     pub commands: Commands,
     #[serde(default, skip_serializing_if = "JobSettings::is_default")]
@@ -53,6 +98,19 @@ pub struct Commands {
     /// [`DEFAULT_REBOOT_COMMAND`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reboot: Option<Vec<String>>,
+    /// `apt-mark` (lists holds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub apt_mark: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dnf: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zypper: Option<PathBuf>,
+    /// `rpm` (installed packages on dnf and zypper hosts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rpm: Option<PathBuf>,
+    /// `needs-restarting` from dnf-utils (`-r`: exit 1 when a reboot is needed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub needs_restarting: Option<PathBuf>,
 }
 
 impl Commands {
@@ -94,10 +152,32 @@ pub struct LocalSettings {
     pub os_release_path: Option<PathBuf>,
     pub reboot_required_path: Option<PathBuf>,
     pub boot_id_path: Option<PathBuf>,
+    pub manager: Option<PackageManager>,
+    pub package_root: Option<PathBuf>,
+    pub lock_timeout_secs: Option<u64>,
+    pub apply_timeout_secs: Option<u64>,
     pub commands: Commands,
 }
 
 impl AgentConfig {
+    /// What enrollment writes: the two required keys, no local overrides.
+    pub fn new(agent_url: String, host_id: String) -> AgentConfig {
+        AgentConfig {
+            agent_url,
+            host_id,
+            checkin_interval_secs: None,
+            os_release_path: None,
+            reboot_required_path: None,
+            manager: None,
+            package_root: None,
+            lock_timeout_secs: None,
+            apply_timeout_secs: None,
+            boot_id_path: None,
+            commands: Commands::default(),
+            jobs: JobSettings::default(),
+        }
+    }
+
     pub fn parse(text: &str, path: &Path) -> Result<AgentConfig> {
         let config: AgentConfig = toml::from_str(text)
             .map_err(|e| AgentError::Config { path: path.to_path_buf(), message: e.message().to_string() })?;
@@ -139,6 +219,17 @@ impl AgentConfig {
         if self.jobs.journal_retention_days == Some(0) {
             return Err(bad("jobs.journal_retention_days must be at least 1"));
         }
+        if self.apply_timeout_secs == Some(0) {
+            return Err(bad("apply_timeout_secs must be at least 1"));
+        }
+        if let Some(root) = &self.package_root {
+            if !root.is_absolute() {
+                return Err(bad("package_root must be an absolute path"));
+            }
+            if self.manager == Some(PackageManager::Apt) {
+                return Err(bad("package_root is supported for dnf and zypper only"));
+            }
+        }
         Ok(())
     }
 
@@ -147,25 +238,11 @@ impl AgentConfig {
             os_release_path: self.os_release_path.clone(),
             reboot_required_path: self.reboot_required_path.clone(),
             boot_id_path: self.boot_id_path.clone(),
+            manager: self.manager,
+            package_root: self.package_root.clone(),
+            lock_timeout_secs: self.lock_timeout_secs,
+            apply_timeout_secs: self.apply_timeout_secs,
             commands: self.commands.clone(),
-        }
-    }
-
-    /// This config with the server-assigned fields replaced and every local override kept
-    /// (re-enrollment).
-    pub fn reenrolled(previous: Option<AgentConfig>, agent_url: String, host_id: String) -> AgentConfig {
-        match previous {
-            Some(previous) => AgentConfig { agent_url, host_id, ..previous },
-            None => AgentConfig {
-                agent_url,
-                host_id,
-                checkin_interval_secs: None,
-                os_release_path: None,
-                reboot_required_path: None,
-                boot_id_path: None,
-                commands: Commands::default(),
-                jobs: JobSettings::default(),
-            },
         }
     }
 }
@@ -183,15 +260,52 @@ mod tests {
             os_release_path: Some("/tmp/os-release".into()),
             reboot_required_path: None,
             boot_id_path: Some("/tmp/boot_id".into()),
+            manager: None,
+            package_root: None,
+            lock_timeout_secs: None,
+            apply_timeout_secs: None,
             commands: Commands {
                 apt_get: Some("/opt/fake/apt-get".into()),
-                dpkg_query: None,
                 reboot: Some(vec!["/opt/fake/reboot".into(), "--now".into()]),
+                ..Commands::default()
             },
             jobs: JobSettings { lock_paths: Some(vec!["/tmp/lock".into()]), journal_retention_days: Some(7) },
         };
         let text = config.to_toml().unwrap();
         assert_eq!(AgentConfig::parse(&text, Path::new("agent.toml")).unwrap(), config);
+
+        let rpm_side = AgentConfig {
+            manager: Some(PackageManager::Zypper),
+            package_root: Some("/tmp/root".into()),
+            lock_timeout_secs: Some(5),
+            apply_timeout_secs: Some(60),
+            commands: Commands {
+                apt_mark: Some("/x/apt-mark".into()),
+                dnf: Some("/x/dnf".into()),
+                zypper: Some("/x/zypper".into()),
+                rpm: Some("/x/rpm".into()),
+                needs_restarting: Some("/x/needs-restarting".into()),
+                ..Commands::default()
+            },
+            ..config
+        };
+        let text = rpm_side.to_toml().unwrap();
+        assert!(text.contains("manager = \"zypper\""), "{text}");
+        let parsed = AgentConfig::parse(&text, Path::new("agent.toml")).unwrap();
+        assert_eq!(parsed, rpm_side);
+        assert_eq!(parsed.local().package_root.as_deref(), Some(Path::new("/tmp/root")));
+        assert_eq!(parsed.local().manager, Some(PackageManager::Zypper));
+    }
+
+    #[test]
+    fn package_settings_are_checked() {
+        let base = "agent_url = \"https://a\"\nhost_id = \"x\"\n";
+        let parse = |extra: &str| AgentConfig::parse(&format!("{base}{extra}"), Path::new("a"));
+        assert!(parse("manager = \"dnf\"\npackage_root = \"/r\"\n").is_ok());
+        assert!(parse("manager = \"yum\"\n").is_err());
+        assert!(parse("package_root = \"relative\"\n").is_err());
+        assert!(parse("manager = \"apt\"\npackage_root = \"/r\"\n").is_err());
+        assert!(parse("apply_timeout_secs = 0\n").is_err());
     }
 
     #[test]

@@ -123,11 +123,12 @@ fn valid_job_key(b64: &str) -> bool {
 fn store(state: &StateDir, response: &EnrollResponse, key_pem: &str) -> Result<()> {
     state.ensure()?;
     let previous = AgentConfig::load(&state.config_path()).ok();
-    let config = AgentConfig::reenrolled(
-        previous,
-        response.agent_url.trim().trim_end_matches('/').to_string(),
-        response.host_id.clone(),
-    );
+    let agent_url = response.agent_url.trim().trim_end_matches('/').to_string();
+    let host_id = response.host_id.clone();
+    let config = match previous {
+        Some(previous) => AgentConfig { agent_url, host_id, ..previous },
+        None => AgentConfig::new(agent_url, host_id),
+    };
     state::write_atomic(&state.key_path(), key_pem.as_bytes(), state::SECRET_MODE)?;
     state::write_atomic(&state.cert_path(), response.cert_pem.as_bytes(), state::SECRET_MODE)?;
     state::write_atomic(&state.ca_path(), response.ca_pem.as_bytes(), state::PUBLIC_MODE)?;

@@ -13,8 +13,9 @@
 //!     holds; `backoff`: retry delays and jitter.
 //!   - `facts`: os-release, kernel, arch, uptime, reboot-required.
 //!   - `jobs`: patch jobs: verification, the on-disk journal, the runner, reports, reboot.
-//!   - `pkg`: one backend per package manager behind [`pkg::PackageBackend`] (`apt` today).
-//!   - `debversion`: dpkg's version ordering.
+//!   - `pkg`: one backend per package manager behind [`pkg::PackageBackend`] (apt, dnf,
+//!     zypper), with the program runner and the snapshot diff.
+//!   - `debversion`: dpkg's version ordering; `rpmversion`: rpm's.
 //!   - `error`: the agent's error enum.
 
 // Tests may unwrap; the non-test build keeps the workspace's deny.
@@ -45,6 +46,8 @@ pub mod http;
 pub mod jobs;
 #[cfg(feature = "client")]
 pub mod pkg;
+#[cfg(feature = "client")]
+pub mod rpmversion;
 #[cfg(feature = "client")]
 pub mod state;
 #[cfg(feature = "client")]

@@ -22,15 +22,19 @@ pub struct PackageLock {
     proc_locks: PathBuf,
 }
 
-/// The lock files a package manager uses.
-pub fn default_paths(manager: Option<PackageManager>) -> Vec<PathBuf> {
+/// The lock files a package manager uses (dnf and zypper under their install root).
+pub fn default_paths(manager: Option<PackageManager>, root: Option<&Path>) -> Vec<PathBuf> {
     let paths: &[&str] = match manager {
         Some(PackageManager::Apt) => &["/var/lib/dpkg/lock-frontend", "/var/lib/dpkg/lock"],
         Some(PackageManager::Dnf) => &["/var/lib/rpm/.rpm.lock", "/var/lib/dnf/rpmdb_lock.pid"],
         Some(PackageManager::Zypper) => &["/var/lib/rpm/.rpm.lock", "/run/zypp.pid"],
         None => &[],
     };
-    paths.iter().map(PathBuf::from).collect()
+    let root = match manager {
+        Some(PackageManager::Dnf | PackageManager::Zypper) => root.unwrap_or(Path::new("/")),
+        _ => Path::new("/"),
+    };
+    paths.iter().map(|p| root.join(p.trim_start_matches('/'))).collect()
 }
 
 impl PackageLock {
@@ -127,7 +131,14 @@ mod tests {
         assert!(!lock.wait_free(Duration::from_millis(50), Duration::from_millis(10)));
         assert!(lock.wait_free(Duration::from_secs(10), Duration::from_millis(20)));
         holder.wait().unwrap();
-        assert_eq!(default_paths(Some(PackageManager::Apt)).len(), 2);
-        assert!(default_paths(None).is_empty());
+        assert_eq!(
+            default_paths(Some(PackageManager::Apt), Some(Path::new("/r")))[0],
+            Path::new("/var/lib/dpkg/lock-frontend")
+        );
+        assert_eq!(
+            default_paths(Some(PackageManager::Dnf), Some(Path::new("/r")))[0],
+            Path::new("/r/var/lib/rpm/.rpm.lock")
+        );
+        assert!(default_paths(None, None).is_empty());
     }
 }

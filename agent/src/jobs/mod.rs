@@ -94,9 +94,13 @@ impl Jobs {
             tracing::warn!("no job-signing key pinned (enrolled before patch jobs existed?); every job will be refused until this host is enrolled again");
         }
         let backend: std::result::Result<Arc<dyn PackageBackend>, String> =
-            pkg::detect(&config.commands).map(Arc::from).map_err(|e| e.to_string());
+            pkg::from_settings(&config.local()).map(Arc::from).map_err(|e| e.to_string());
         let manager = backend.as_ref().ok().map(|b| b.manager());
-        let lock_paths = config.jobs.lock_paths.clone().unwrap_or_else(|| lock::default_paths(manager));
+        let lock_paths = config
+            .jobs
+            .lock_paths
+            .clone()
+            .unwrap_or_else(|| lock::default_paths(manager, config.package_root.as_deref()));
         let reporter = Reporter::new(client, http::join(&config.agent_url, JOB_EVENT_PATH)?);
         let pause = Pause::from_env(journal.dir());
         Ok(Jobs {

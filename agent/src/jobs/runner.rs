@@ -12,13 +12,12 @@
 //! diff of two `installed()` snapshots (a dry run's is the plan), and a package manager that
 //! "succeeded" while the plan was not empty and nothing changed makes the job fail.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::error::Result;
+use crate::pkg::diff::diff;
 use crate::pkg::{PackageBackend, PatchRequest};
 use crate::proto::jobs::{JobMode, JobResult, JobSpec, JobState, PackageChange, PatchScope, RebootPolicy};
-use crate::proto::InstalledPackage;
 
 use super::hook;
 use super::journal::{Entry, Journal, Outcome, Phase, Stage};
@@ -303,26 +302,6 @@ pub fn interrupted(entry: &Entry, env: &RunEnv<'_>, lock: &PackageLock) -> Outco
     }
     drop(log);
     outcome_with(journal, entry, JobState::Interrupted, &reason, changes, false, (env.now)())
-}
-
-/// Per (name, arch): versions before and after, for every package that differs.
-pub fn diff(before: &[InstalledPackage], after: &[InstalledPackage]) -> Vec<PackageChange> {
-    let index = |list: &[InstalledPackage]| -> BTreeMap<(String, String), String> {
-        list.iter().map(|p| ((p.name.clone(), p.arch.clone()), p.version.clone())).collect()
-    };
-    let (b, a) = (index(before), index(after));
-    let mut keys: Vec<&(String, String)> = b.keys().chain(a.keys()).collect();
-    keys.sort();
-    keys.dedup();
-    keys.into_iter()
-        .filter(|k| b.get(*k) != a.get(*k))
-        .map(|(name, arch)| PackageChange {
-            name: name.clone(),
-            arch: arch.clone(),
-            before: b.get(&(name.clone(), arch.clone())).cloned(),
-            after: a.get(&(name.clone(), arch.clone())).cloned(),
-        })
-        .collect()
 }
 
 fn summary_of(changes: &[PackageChange], planned: usize) -> String {

@@ -9,7 +9,7 @@ use crate::error::AgentError;
 use crate::jobs::journal::tests::spec;
 use crate::pkg::ApplyOutcome;
 use crate::proto::jobs::{HookCommand, RebootPolicy, SignedJob};
-use crate::proto::PackageManager;
+use crate::proto::{InstalledPackage, PackageManager};
 use crate::state::StateDir;
 
 /// Installs `plan` on apply (unless told otherwise); counts apply calls.
@@ -306,17 +306,4 @@ fn interrupted_job_reports_the_real_difference() {
     early.stage = Some(Stage::PreCommands);
     let outcome = interrupted(&early, &env(&f, &backend), &lock);
     assert!(outcome.result.changes.is_empty());
-}
-
-#[test]
-fn diff_covers_upgrades_installs_and_removals_per_arch() {
-    let before =
-        vec![pkg("a", "1"), pkg("b", "1"), pkg("c", "1"), InstalledPackage { arch: "i386".into(), ..pkg("a", "1") }];
-    let after =
-        vec![pkg("a", "2"), pkg("b", "1"), pkg("d", "1"), InstalledPackage { arch: "i386".into(), ..pkg("a", "1") }];
-    assert_eq!(
-        diff(&before, &after),
-        vec![change("a", Some("1"), Some("2")), change("c", Some("1"), None), change("d", None, Some("1"))]
-    );
-    assert!(diff(&before, &before).is_empty());
 }
