@@ -1,35 +1,26 @@
 //! Pre- and post-commands (and the reboot command): an argument vector run without a shell,
 //! stdin closed, stdout and stderr streamed line by line into the job's output as they come,
-//! and the whole process group killed when the time limit passes.
+//! and the whole process group killed when the time limit passes (the package backends'
+//! [`command::stream`]).
 
-use std::io::{BufRead, BufReader, Read};
-use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Duration;
 
 use crate::error::{AgentError, Result};
+use crate::pkg::command;
 use crate::proto::jobs::HookCommand;
+
+pub use crate::pkg::command::Exit;
 
 /// Longest time limit a signed hook may ask for.
 pub const MAX_HOOK_TIMEOUT_SECS: u64 = 6 * 60 * 60;
 
-/// How a command ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Exit {
-    pub success: bool,
-    pub code: Option<i32>,
-    pub timed_out: bool,
-}
-
-impl Exit {
-    pub fn describe(&self) -> String {
-        match (self.timed_out, self.code) {
-            (true, _) => "timed out".to_string(),
-            (false, Some(0)) => "exited with status 0".to_string(),
-            (false, Some(code)) => format!("exited with status {code}"),
-            (false, None) => "was killed by a signal".to_string(),
-        }
+/// "exited with status 3", "timed out", ...
+pub fn describe(exit: &Exit) -> String {
+    match (exit.timed_out, exit.code) {
+        (true, _) => "timed out".to_string(),
+        (false, Some(code)) => format!("exited with status {code}"),
+        (false, None) => "was killed by a signal".to_string(),
     }
 }
 
@@ -44,92 +35,14 @@ pub fn run_streaming(argv: &[String], timeout: Duration, sink: &mut dyn FnMut(&s
     let Some((program, args)) = argv.split_first() else {
         return Err(AgentError::Job("empty command".into()));
     };
-    let fail = |message: String| AgentError::Command { program: program.clone(), message };
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        // Its own process group, so a timeout kills what it started too.
-        .process_group(0)
-        .spawn()
-        .map_err(|e| fail(format!("cannot start: {e}")))?;
-    let (tx, rx) = mpsc::channel::<String>();
-    let readers = [forward(child.stdout.take(), tx.clone()), forward(child.stderr.take(), tx)];
-
-    let deadline = Instant::now() + timeout;
-    let mut timed_out = false;
-    let status = loop {
-        while let Ok(line) = rx.try_recv() {
-            sink(&line);
-        }
-        match child.try_wait() {
-            Ok(Some(status)) => break Some(status),
-            Ok(None) if Instant::now() >= deadline => {
-                timed_out = true;
-                kill_group(child.id());
-                let _ = child.kill();
-                break child.wait().ok();
-            }
-            Ok(None) => {
-                if let Ok(line) = rx.recv_timeout(Duration::from_millis(50)) {
-                    sink(&line);
-                }
-            }
-            Err(e) => return Err(fail(format!("wait failed: {e}"))),
-        }
-    };
-    // Whatever is still buffered in the pipes. A grandchild that kept them open must not
-    // hold us forever: stop waiting after a short grace.
-    let grace = Instant::now() + Duration::from_secs(if timed_out { 2 } else { 10 });
-    while let Ok(line) = rx.recv_timeout(grace.saturating_duration_since(Instant::now())) {
-        sink(&line);
-    }
-    if readers.iter().all(|r| r.is_finished()) {
-        for r in readers {
-            let _ = r.join();
-        }
-    }
-    Ok(Exit {
-        success: !timed_out && status.is_some_and(|s| s.success()),
-        code: status.and_then(|s| s.code()),
-        timed_out,
-    })
-}
-
-fn forward<R: Read + Send + 'static>(pipe: Option<R>, tx: mpsc::Sender<String>) -> std::thread::JoinHandle<()> {
-    std::thread::spawn(move || {
-        let Some(pipe) = pipe else { return };
-        let mut reader = BufReader::new(pipe);
-        let mut buf = Vec::new();
-        loop {
-            buf.clear();
-            match reader.read_until(b'\n', &mut buf) {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {
-                    let line = String::from_utf8_lossy(&buf);
-                    if tx.send(line.trim_end_matches(['\n', '\r']).to_string()).is_err() {
-                        return;
-                    }
-                }
-            }
-        }
-    })
-}
-
-/// SIGKILL to the whole group (`kill` from procps/util-linux; std can only signal the child).
-fn kill_group(pid: u32) {
-    let _ = Command::new("kill")
-        .args(["-KILL", "--", &format!("-{pid}")])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    command::stream(Path::new(program), &args, &[], timeout, sink)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Instant;
 
     fn argv(items: &[&str]) -> Vec<String> {
         items.iter().map(|s| s.to_string()).collect()
@@ -146,7 +59,7 @@ mod tests {
         assert_eq!(exit, Exit { success: false, code: Some(3), timed_out: false });
         lines.sort();
         assert_eq!(lines, vec!["err", "out"]);
-        assert_eq!(exit.describe(), "exited with status 3");
+        assert_eq!(describe(&exit), "exited with status 3");
     }
 
     #[test]
@@ -167,7 +80,7 @@ mod tests {
         let started = Instant::now();
         let exit = run_streaming(&argv(&["sh", "-c", &script]), Duration::from_millis(300), &mut |_| {}).unwrap();
         assert!(exit.timed_out && !exit.success);
-        assert_eq!(exit.describe(), "timed out");
+        assert_eq!(describe(&exit), "timed out");
         assert!(started.elapsed() < Duration::from_secs(10));
         std::thread::sleep(Duration::from_secs(3));
         assert!(!marker.exists(), "the background child outlived the timeout");

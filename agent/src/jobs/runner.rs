@@ -252,11 +252,11 @@ fn run_hook(kind: &str, hook: &crate::proto::jobs::HookCommand, log: &mut JobLog
     log.section(&format!("{kind} {}: {}", hook.name, hook.argv.join(" ")));
     match hook::run_hook(hook, &mut |line| log.line(line)) {
         Ok(exit) => {
-            log.line(&format!("{kind} {} {}", hook.name, exit.describe()));
+            log.line(&format!("{kind} {} {}", hook.name, hook::describe(&exit)));
             if exit.success {
                 Ok(())
             } else {
-                Err(format!("{kind} {} {}", hook.name, exit.describe()))
+                Err(format!("{kind} {} {}", hook.name, hook::describe(&exit)))
             }
         }
         Err(e) => {

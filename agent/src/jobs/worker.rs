@@ -272,7 +272,7 @@ impl Jobs {
                 tracing::info!(job_id = %entry.job_id, "reboot command started")
             }
             Ok(Ok(exit)) => {
-                tracing::error!(job_id = %entry.job_id, status = %exit.describe(), "reboot command failed")
+                tracing::error!(job_id = %entry.job_id, status = %super::hook::describe(&exit), "reboot command failed")
             }
             Ok(Err(e)) => {
                 tracing::error!(job_id = %entry.job_id, error = %e, "reboot command could not run")

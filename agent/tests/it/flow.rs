@@ -56,6 +56,7 @@ async fn enroll_by_fingerprint_then_check_in_over_mtls() {
     let mode = |p: std::path::PathBuf| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(state.key_path()), 0o600);
     assert_eq!(std::fs::read_to_string(state.ca_path()).unwrap(), server.ca_pem);
+    assert_eq!(std::fs::read_to_string(state.job_key_path()).unwrap(), server.jobs.public_key_b64());
     add_overrides(&state, dir.path());
 
     let agent = Agent::load(state.clone()).unwrap();

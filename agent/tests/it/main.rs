@@ -5,9 +5,12 @@
 //! - `server`: the test-only stand-in for the server's listeners (real TLS, real mTLS),
 //!   speaking the enrollment, check-in and job contracts.
 //! - `flow`: enroll + check in.
+//! - `jobs`: patch jobs with the real binary: runs, window, reboot policy, refusals, and the
+//!   `kill -9` matrix.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod deps;
 mod flow;
+mod jobs;
 mod server;
