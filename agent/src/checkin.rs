@@ -168,6 +168,8 @@ pub async fn run(state: StateDir, once: bool) -> Result<()> {
         return agent.cycle().await.map(|_| ());
     }
     tracing::info!(agent_url = %agent.config.agent_url, host_id = %agent.config.host_id, "pm-agent running");
+    // Registered once: a signal that arrives during a check-in is not lost.
+    let mut shutdown = Shutdown::new();
     let jobs = agent.jobs()?;
     jobs.start(agent.client.clone(), http::join(&agent.config.agent_url, proto::jobs::JOBS_POLL_PATH)?);
     let mut backoff = Backoff::default();
@@ -188,7 +190,16 @@ pub async fn run(state: StateDir, once: bool) -> Result<()> {
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
             () = jobs.finished() => {}
-            () = shutdown_signal() => {
+            () = shutdown.signalled() => {
+                if jobs.is_busy() {
+                    // Stopping now would leave the job `interrupted`; a second signal (or
+                    // systemd's stop timeout) stops it anyway.
+                    tracing::warn!("a job is running: finishing it before shutting down (signal again to stop now)");
+                    tokio::select! {
+                        () = jobs.idle() => {}
+                        () = shutdown.signalled() => {}
+                    }
+                }
                 tracing::info!("shutting down");
                 return Ok(());
             }
@@ -208,17 +219,28 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     out
 }
 
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
+/// SIGTERM or Ctrl-C.
+struct Shutdown {
+    term: Option<tokio::signal::unix::Signal>,
+}
+
+impl Shutdown {
+    fn new() -> Shutdown {
+        use tokio::signal::unix::{signal, SignalKind};
+        Shutdown { term: signal(SignalKind::terminate()).ok() }
+    }
+
+    async fn signalled(&mut self) {
+        match self.term.as_mut() {
+            Some(term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
             }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
+            None => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
         }
     }
 }

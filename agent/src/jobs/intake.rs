@@ -60,6 +60,7 @@ impl Jobs {
         tokio::spawn(async move {
             let mut entry = entry;
             jobs.run_job(&mut entry).await;
+            jobs.prune();
             jobs.release();
         });
         true

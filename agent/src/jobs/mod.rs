@@ -157,9 +157,19 @@ impl Jobs {
         self.inner.finished.notify_one();
     }
 
-    async fn wait_idle(&self) {
+    /// Resolves when no job (nor the recovery) is running.
+    pub async fn idle(&self) {
         let mut rx = self.inner.busy.subscribe();
         let _ = rx.wait_for(|busy| !*busy).await;
+    }
+
+    /// Drops settled journal entries past their retention.
+    fn prune(&self) {
+        match self.inner.journal.prune(unix_now(), self.inner.retention_days) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(removed = n, "pruned old job journal entries"),
+            Err(e) => tracing::warn!(error = %e, "cannot prune the job journal"),
+        }
     }
 }
 

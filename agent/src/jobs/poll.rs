@@ -20,7 +20,7 @@ impl Jobs {
     pub(super) async fn poll_loop(&self, client: reqwest::Client, url: String) {
         let mut backoff = Backoff::default();
         loop {
-            self.wait_idle().await;
+            self.idle().await;
             let started = Instant::now();
             let body = JobPoll { wait_secs: MAX_POLL_WAIT_SECS };
             let delay = match http::post_json::<_, JobPollResponse>(&client, &url, &body).await {

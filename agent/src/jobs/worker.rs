@@ -39,11 +39,7 @@ impl Jobs {
             Ok(refusals) => refusals.into_iter().for_each(|r| self.report_refusal(r)),
             Err(e) => tracing::error!(error = %e, "cannot read the refused jobs"),
         }
-        match self.inner.journal.prune(unix_now(), self.inner.retention_days) {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(removed = n, "pruned old job journal entries"),
-            Err(e) => tracing::warn!(error = %e, "cannot prune the job journal"),
-        }
+        self.prune();
         self.release();
     }
 

@@ -157,3 +157,20 @@ async fn unacknowledged_result_is_reported_again_after_a_restart_never_rerun() {
     assert!((1..=2).contains(&reports.len()), "{reports:?}");
     assert_eq!(host.journal("job-redelivered")["report"]["status"], "acknowledged");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_a_job_lets_it_finish_and_report_first() {
+    let server = start().await;
+    let mut host = Host::enroll(&server).await;
+    std::fs::write(host.fake("apply-sleep"), "2").unwrap();
+    host.start(None);
+    server.jobs.dispatch(server.jobs.sign(&spec("job-sigterm")));
+    host.wait("apt-get to start", 60, || host.fake("apply-started").exists().then_some(())).await;
+    let status = host.terminate(60).await;
+    assert!(status.success(), "{status:?}");
+    // The job was finished and reported before the agent exited, not left `interrupted`.
+    let event = server.jobs.terminal_of("job-sigterm").expect("no report before exit");
+    assert_eq!(event.state, JobState::Succeeded, "{event:?}");
+    assert_eq!(change_of(&event, "openssl"), upgraded("3.0.11-1", "3.0.13-1"));
+    assert!(host.logs().contains("finishing it before shutting down"));
+}

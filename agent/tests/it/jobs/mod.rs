@@ -153,6 +153,24 @@ impl Host {
         }
     }
 
+    /// SIGTERM (what `systemctl stop` sends); returns once the agent exited, with its status.
+    pub async fn terminate(&mut self, secs: u64) -> std::process::ExitStatus {
+        let mut child = self.agent.take().expect("agent not running");
+        let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() >= deadline {
+                child.kill().unwrap();
+                panic!("agent did not stop after SIGTERM\n{}", self.logs());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// What the agent logged so far (all runs), for failure messages.
     pub fn logs(&self) -> String {
         (1..=self.starts)
