@@ -234,15 +234,18 @@ impl Jobs {
             result: Some(outcome.result),
         };
         let now = unix_now();
-        let answered = match self.inner.reporter.post(&event, None).await {
-            Ok(Posted::Answered(_)) => Report::Acknowledged { at: now },
-            Ok(Posted::Refused(e)) | Err(e) => Report::Rejected { at: now, reason: e.to_string() },
+        // A duplicate the server answers with `proceed: false` means it holds another end for
+        // this host (it skipped or cancelled it meanwhile): it expects no reboot, so none
+        // happens. `proceed: true` on a duplicate is our own earlier report.
+        let (answered, reboot_ok) = match self.inner.reporter.post(&event, None).await {
+            Ok(Posted::Answered(a)) => (Report::Acknowledged { at: now }, !a.duplicate || a.proceed),
+            Ok(Posted::Refused(e)) | Err(e) => (Report::Rejected { at: now, reason: e.to_string() }, false),
         };
         let acknowledged = matches!(answered, Report::Acknowledged { .. });
         if entry.report == Report::Pending {
             entry.report = answered;
-            if !acknowledged && entry.reboot == RebootStep::Pending {
-                tracing::warn!(job_id = %entry.job_id, "the server refused the result; not rebooting");
+            if !reboot_ok && entry.reboot == RebootStep::Pending {
+                tracing::warn!(job_id = %entry.job_id, "the server did not take this result as the job's end; not rebooting");
                 entry.reboot = RebootStep::NotNeeded;
             }
             if !self.save(entry) {

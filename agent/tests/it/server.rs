@@ -154,11 +154,15 @@ impl FakeJobs {
                 return api_error(503, "unavailable", "try again later");
             }
             st.acked.insert(id.clone());
-            let duplicate = st.terminal.contains_key(&id);
-            if !duplicate {
-                st.terminal.insert(id, event.clone());
+            // Like the server: a repeat is a duplicate, `proceed` telling whether the stored
+            // end is the same state.
+            match st.terminal.get(&id) {
+                Some(stored) => JobEventResponse { proceed: stored.state == event.state, duplicate: true },
+                None => {
+                    st.terminal.insert(id, event.clone());
+                    JobEventResponse { proceed: true, duplicate: false }
+                }
             }
-            JobEventResponse { proceed: false, duplicate }
         } else if event.state == proto::jobs::JobState::Received {
             st.acked.insert(id.clone());
             let finished = st.terminal.contains_key(&id);

@@ -195,3 +195,35 @@ async fn failing_pre_command_and_cancelled_jobs_change_nothing() {
     assert_eq!(states(&server.jobs.events_of("job-cancelled")), [JobState::Received]);
     assert_eq!(host.applies(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_reboot_when_the_server_ended_the_job_otherwise_meanwhile() {
+    let server = start().await;
+    let mut host = Host::enroll(&server).await;
+    host.start(None);
+    let mut s = spec("job-late-result");
+    s.reboot = RebootPolicy::Always;
+    // Slow enough for the server to give up on the host while it runs.
+    s.post_commands = vec![hook("slow", "sleep 2")];
+    server.jobs.dispatch(server.jobs.sign(&s));
+    host.wait("the job to run", 60, || {
+        server.jobs.events_of("job-late-result").iter().any(|e| e.state == JobState::Running).then_some(())
+    })
+    .await;
+    let skipped = agent::proto::jobs::JobEvent {
+        job_id: "job-late-result".into(),
+        state: JobState::Skipped,
+        at: unix_now(),
+        result: None,
+    };
+    server.jobs.lock().terminal.insert("job-late-result".into(), skipped);
+    host.wait("the late report", 60, || (!server.jobs.terminal_reports("job-late-result").is_empty()).then_some(()))
+        .await;
+    host.wait("the journal to settle", 30, || {
+        (host.journal("job-late-result")["report"]["status"] == "acknowledged").then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(host.lines("reboots").is_empty(), "rebooted although the server had ended the job");
+    assert_eq!(host.journal("job-late-result")["reboot"]["status"], "not_needed");
+}
