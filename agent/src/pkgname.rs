@@ -2,7 +2,9 @@
 //! before anything runs. A name that passes is a plain package name for that manager: never an
 //! option (`-x`), a path (`/`, `./x.deb`), a pattern (`*`, `?`, `[`), a version or
 //! relation (`=`, `<`, `>`), an apt action suffix (trailing `-`), or anything a shell would
-//! interpret. Commands are run without a shell anyway; this keeps every argument a name.
+//! interpret, or a package file (`*.rpm`: dnf and zypper install a local file for an argument
+//! ending in `.rpm`, even without a `/`). Commands are run without a shell anyway; this keeps
+//! every argument a name.
 //!
 //! - apt (Debian policy 5.6.1): `[a-z0-9][a-z0-9+.-]+`, optionally `:ARCH` (`[a-z0-9-]+`).
 //! - dnf, zypper (RPM): `[A-Za-z0-9_][A-Za-z0-9._+-]*`.
@@ -34,6 +36,9 @@ pub enum NameError {
     Unsafe,
     /// Any other character the manager does not allow in names, or a bad first character.
     Invalid,
+    /// Ends with `.rpm`, `.deb`, `.udeb` or `.ddeb`: dnf and zypper read such an argument as a
+    /// local package file.
+    PackageFile,
 }
 
 impl std::fmt::Display for NameError {
@@ -48,6 +53,7 @@ impl std::fmt::Display for NameError {
             NameError::TrailingDash => "package name must not end with '-'",
             NameError::Unsafe => "package name contains whitespace, control or shell characters",
             NameError::Invalid => "package name contains characters this package manager does not allow",
+            NameError::PackageFile => "package name must not end in .rpm or .deb (package files are not accepted)",
         })
     }
 }
@@ -80,6 +86,10 @@ pub fn validate(manager: PackageManager, name: &str) -> Result<(), NameError> {
     }
     if name.ends_with('-') {
         return Err(NameError::TrailingDash);
+    }
+    let lower = name.to_ascii_lowercase();
+    if [".rpm", ".deb", ".udeb", ".ddeb"].iter().any(|ext| lower.ends_with(ext)) {
+        return Err(NameError::PackageFile);
     }
     match manager {
         PackageManager::Apt => apt(name),
@@ -130,10 +140,22 @@ mod tests {
 
     #[test]
     fn real_names_pass() {
-        for n in ["openssl", "libc6", "g++", "libstdc++6", "python3.11", "linux-image-6.1.0-13-amd64", "libc6:i386", "0ad"] {
+        for n in
+            ["openssl", "libc6", "g++", "libstdc++6", "python3.11", "linux-image-6.1.0-13-amd64", "libc6:i386", "0ad"]
+        {
             assert_eq!(validate(Apt, n), Ok(()), "{n}");
         }
-        for n in ["NetworkManager", "perl-Digest-SHA", "kernel-core", "gcc-c++", "python3.11", "_underscore", "pm-test-pkg"] {
+        for n in [
+            "NetworkManager",
+            "perl-Digest-SHA",
+            "kernel-core",
+            "gcc-c++",
+            "python3.11",
+            "_underscore",
+            "pm-test-pkg",
+            "python3-rpm",
+            "rpm",
+        ] {
             assert_eq!(validate(Dnf, n), Ok(()), "{n}");
             assert_eq!(validate(Zypper, n), Ok(()), "{n}");
         }
@@ -162,6 +184,9 @@ mod tests {
             ("a\nb", NameError::Unsafe),
             ("a b", NameError::Unsafe),
             ("x\0", NameError::Unsafe),
+            ("evil.rpm", NameError::PackageFile),
+            ("evil.RPM", NameError::PackageFile),
+            ("evil.deb", NameError::PackageFile),
         ];
         for (name, want) in cases {
             for m in [Apt, Dnf, Zypper] {

@@ -8,11 +8,15 @@
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::error::{AgentError, Result};
+
+/// How long [`stream`] keeps reading after the program exited while something it started
+/// still holds its output pipes.
+const LINGER: Duration = Duration::from_secs(2);
 
 /// What a finished program printed.
 #[derive(Debug)]
@@ -78,55 +82,59 @@ pub fn stream(
     let readers = [forward(child.stdout.take(), tx.clone()), forward(child.stderr.take(), tx)];
 
     let deadline = Instant::now() + timeout;
+    let mut status: Option<ExitStatus> = None;
+    let mut exited_at: Option<Instant> = None;
+    let mut pipes_closed = false;
     let mut timed_out = false;
-    // Both readers hang up when the child (and anything it left holding the pipes) is gone.
     loop {
+        if status.is_none() {
+            match child.try_wait() {
+                Ok(Some(s)) => {
+                    status = Some(s);
+                    exited_at = Some(Instant::now());
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    kill_group(&mut child);
+                    return Err(fail(format!("wait failed: {e}")));
+                }
+            }
+        }
         let now = Instant::now();
-        if now >= deadline {
+        if status.is_none() && now >= deadline {
             timed_out = true;
             kill_group(&mut child);
-            // The pipes close with the group; print what was already read.
+            // The pipes close with the group; pass on what was already read.
             while let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
                 sink(&line);
             }
             break;
         }
-        match rx.recv_timeout(deadline - now) {
+        // A daemon the program started (a service restarted by a maintainer script) may keep
+        // the pipes open after the program exited: read what is left for a moment, then stop.
+        if (pipes_closed && status.is_some()) || exited_at.is_some_and(|t| now >= t + LINGER) {
+            break;
+        }
+        if pipes_closed {
+            std::thread::sleep(Duration::from_millis(20));
+            continue;
+        }
+        match rx.recv_timeout(Duration::from_millis(100)) {
             Ok(line) => sink(&line),
             Err(mpsc::RecvTimeoutError::Timeout) => {}
-            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(mpsc::RecvTimeoutError::Disconnected) => pipes_closed = true,
         }
     }
     for reader in readers {
-        if timed_out {
-            // A grandchild outside the group could hold a pipe open forever: do not wait.
-            drop(reader);
-        } else {
+        if pipes_closed {
             let _ = reader.join();
         }
+        // Otherwise a process outside our control holds a pipe: do not wait for it.
     }
-    let status = if timed_out {
-        child.wait().ok()
-    } else {
-        // Pipes closed: the child exited or is about to; wait for it within the deadline.
-        loop {
-            match child.try_wait() {
-                Ok(Some(status)) => break Some(status),
-                Ok(None) if Instant::now() >= deadline => {
-                    timed_out = true;
-                    kill_group(&mut child);
-                    break None;
-                }
-                Ok(None) => std::thread::sleep(Duration::from_millis(20)),
-                Err(e) => return Err(fail(format!("wait failed: {e}"))),
-            }
-        }
-    };
-    Ok(Exit {
-        success: !timed_out && status.is_some_and(|s| s.success()),
-        code: if timed_out { None } else { status.and_then(|s| s.code()) },
-        timed_out,
-    })
+    if timed_out {
+        return Ok(Exit { success: false, code: None, timed_out });
+    }
+    Ok(Exit { success: status.is_some_and(|s| s.success()), code: status.and_then(|s| s.code()), timed_out })
 }
 
 /// The child runs in its own process group, so a timeout can stop what it started (apt-get's
@@ -264,6 +272,23 @@ mod tests {
         // The first lines reached the sink before the program finished.
         assert!(seen[0].1 < Duration::from_millis(450), "{seen:?}");
         assert!(seen[2].1 >= Duration::from_millis(450), "{seen:?}");
+    }
+
+    #[test]
+    fn stream_returns_when_the_program_exits_even_if_a_daemon_keeps_the_pipe() {
+        let started = Instant::now();
+        let mut seen = Vec::new();
+        let exit = stream(
+            Path::new("sh"),
+            &["-c", "echo before; sleep 8 & echo after; exit 0"],
+            &[],
+            Duration::from_secs(60),
+            &mut |l| seen.push(l.to_string()),
+        )
+        .unwrap();
+        assert_eq!(exit, Exit { success: true, code: Some(0), timed_out: false });
+        assert_eq!(seen, ["before", "after"]);
+        assert!(started.elapsed() < Duration::from_secs(6), "{:?}", started.elapsed());
     }
 
     #[test]

@@ -47,7 +47,12 @@ mod tests {
     }
 
     fn change(name: &str, arch: &str, before: Option<&str>, after: Option<&str>) -> PackageChange {
-        PackageChange { name: name.into(), arch: arch.into(), before: before.map(Into::into), after: after.map(Into::into) }
+        PackageChange {
+            name: name.into(),
+            arch: arch.into(),
+            before: before.map(Into::into),
+            after: after.map(Into::into),
+        }
     }
 
     #[test]

@@ -65,7 +65,8 @@ impl Dnf {
 
     fn updates(&self, installed: &[InstalledPackage]) -> Result<Vec<PendingUpdate>> {
         let all = self.query(&["repoquery", "--upgrades", "--latest-limit=1", "--qf", UPGRADES_QF])?;
-        let security = self.query(&["repoquery", "--upgrades", "--latest-limit=1", "--security", "--qf", UPGRADES_QF])?;
+        let security =
+            self.query(&["repoquery", "--upgrades", "--latest-limit=1", "--security", "--qf", UPGRADES_QF])?;
         Ok(parse_upgrades(&all, &security, installed))
     }
 
@@ -271,12 +272,9 @@ pub fn parse_transaction(text: &str, installed: &[InstalledPackage]) -> Vec<Pack
         let (name, arch, evr) = (pending[0].clone(), pending[1].clone(), pending[2].clone());
         pending.clear();
         changes.push(match section {
-            Section::Upgrade => PackageChange {
-                before: current_version(installed, &name, &arch),
-                name,
-                arch,
-                after: Some(evr),
-            },
+            Section::Upgrade => {
+                PackageChange { before: current_version(installed, &name, &arch), name, arch, after: Some(evr) }
+            }
             Section::Remove => PackageChange { name, arch, before: Some(evr), after: None },
             _ => PackageChange { name, arch, before: None, after: Some(evr) },
         });

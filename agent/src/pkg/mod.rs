@@ -57,7 +57,8 @@ pub trait PackageBackend: Send + Sync {
     /// Installed packages straight from the package database (job before/after snapshots).
     fn installed(&self) -> Result<Vec<InstalledPackage>>;
     /// A simulation of [`PackageBackend::apply`] with the same request: the packages that would
-    /// change, from which version to which. Changes nothing.
+    /// change, from which version to which. Changes no package (like `apply`, it first
+    /// refreshes the package lists/metadata, so both see the same candidates).
     fn plan(&self, request: PatchRequest<'_>) -> Result<Vec<PackageChange>>;
     /// Installs the updates the request selects. Every output line goes to `output` as it is
     /// produced. Waits for the package manager's lock instead of failing at once.
@@ -201,7 +202,7 @@ pub fn installed_selection(
         let is_installed = installed.iter().any(|p| p.name == base && arch.is_none_or(|a| p.arch == a));
         if !is_installed {
             note(format!("skipping {name}: not installed"));
-        } else if exclude.contains(name) {
+        } else if exclude.contains(name) || is_excluded(exclude, base, arch.unwrap_or("")) {
             note(format!("skipping {name}: excluded by the job"));
         } else if held.contains(name) || held.iter().any(|h| h == base) {
             note(format!("skipping {name}: held by the package manager"));
@@ -266,12 +267,10 @@ mod tests {
         Commands {
             apt_get: none("apt-get"),
             dpkg_query: none("dpkg-query"),
-            apt_mark: None,
             dnf: none("dnf"),
             zypper: none("zypper"),
             rpm: none("rpm"),
-            needs_restarting: None,
-            reboot: None,
+            ..Commands::default()
         }
     }
 
@@ -302,7 +301,8 @@ mod tests {
             Err(AgentError::NoPackageManager(p)) if p.contains("dpkg-query")
         ));
         let apt = Commands { dpkg_query: sh.clone(), apt_get: sh.clone(), ..commands.clone() };
-        let with_root = LocalSettings { package_root: Some("/r".into()), commands: apt.clone(), ..LocalSettings::default() };
+        let with_root =
+            LocalSettings { package_root: Some("/r".into()), commands: apt.clone(), ..LocalSettings::default() };
         assert_eq!(from_settings(&with_root).unwrap().manager(), PackageManager::Dnf);
         let forced = LocalSettings { manager: Some(PackageManager::Apt), ..with_root };
         assert!(matches!(from_settings(&forced), Err(AgentError::Usage(_))));
@@ -334,12 +334,13 @@ mod tests {
         let mut notes = Vec::new();
         let requested: Vec<String> =
             ["openssl", "libc6:i386", "libc6:arm64", "nginx", "bash", "vim", "openssl"].map(String::from).to_vec();
-        let selected =
-            installed_selection(&requested, &installed, &["bash".into()], &["vim".into()], &mut |n| notes.push(n));
-        assert_eq!(selected, ["openssl", "libc6:i386"]);
+        let exclude = ["bash".to_string(), "libc6".to_string()];
+        let selected = installed_selection(&requested, &installed, &exclude, &["vim".into()], &mut |n| notes.push(n));
+        assert_eq!(selected, ["openssl"]);
         assert_eq!(
             notes,
             [
+                "skipping libc6:i386: excluded by the job",
                 "skipping libc6:arm64: not installed",
                 "skipping nginx: not installed",
                 "skipping bash: excluded by the job",

@@ -250,7 +250,11 @@ impl PackageBackend for Zypper {
             Some(EXIT_REBOOT_NEEDED) => Ok(true),
             _ => Err(AgentError::Command {
                 program: self.zypper.display().to_string(),
-                message: format!("needs-rebooting: exit status {}: {}", command::code_text(out.code), out.stderr_tail()),
+                message: format!(
+                    "needs-rebooting: exit status {}: {}",
+                    command::code_text(out.code),
+                    out.stderr_tail()
+                ),
             }),
         }
     }
