@@ -7,8 +7,11 @@
 //! - `run`: a job from delivery to report (versions, hooks, window, reboot policy, cancel).
 //! - `refuse`: tampered, foreign-signed and misaddressed jobs never run.
 //! - `crash`: `kill -9` of the agent at every stage; redelivery of finished jobs.
+//! - `real_apt`: one job with the real apt-get and dpkg (root; the local test repository of
+//!   `end2end/fixtures/deb`).
 
 mod crash;
+mod real_apt;
 mod refuse;
 mod run;
 
@@ -123,6 +126,34 @@ impl Host {
             path("lock"),
         ));
         std::fs::write(self.state.config_path(), text).unwrap();
+    }
+
+    /// Points the agent at the real dpkg-query, and at the real apt-get and apt-mark through
+    /// wrappers that set `APT_CONFIG` (the test repository only), with the real dpkg locks.
+    /// The reboot command stays the recorder.
+    pub fn use_real_apt(&self, apt_config: &str) {
+        let wrap = |name: &str| {
+            let real = agent::pkg::find_program(std::path::Path::new(name)).unwrap();
+            let path = self.fake(&format!("real-{name}"));
+            let body = format!("#!/bin/sh\nAPT_CONFIG='{apt_config}' exec '{}' \"$@\"\n", real.display());
+            std::fs::write(&path, body).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+            path.display().to_string()
+        };
+        let dpkg_query = agent::pkg::find_program(std::path::Path::new("dpkg-query")).unwrap();
+        let text = std::fs::read_to_string(self.state.config_path()).unwrap();
+        let text: Vec<String> = text
+            .lines()
+            .filter(|l| !l.starts_with("lock_paths"))
+            .map(|l| match l.split_once(" = ") {
+                Some(("apt_get", _)) => format!("apt_get = {:?}", wrap("apt-get")),
+                Some(("apt_mark", _)) => format!("apt_mark = {:?}", wrap("apt-mark")),
+                Some(("dpkg_query", _)) => format!("dpkg_query = {:?}", dpkg_query.display().to_string()),
+                Some(("lock_timeout_secs", _)) => "lock_timeout_secs = 600".to_string(),
+                _ => l.to_string(),
+            })
+            .collect();
+        std::fs::write(self.state.config_path(), text.join("\n") + "\n").unwrap();
     }
 
     /// Starts `pm-agent run`; with `pause_at`, jobs stop at that stage (`PM_AGENT_PAUSE_AT`).
