@@ -6,6 +6,8 @@
 //!   than only logging) shows the operator the tampering on that host's row and stops the
 //!   server from redelivering the job until its deadline; it cannot make anything run, and
 //!   the journal key being the digest means a forged delivery cannot block the genuine job.
+//!   A refused copy of a job id already in the journal is not reported (it would overwrite
+//!   the genuine job's result): only logged and journaled.
 //! - Known job id: never run again. A finished job whose report the server has not
 //!   acknowledged is reported again; an acknowledged one is re-sent once per agent process
 //!   (the server answers `duplicate`, or records it if it lost its state).
@@ -110,10 +112,13 @@ impl Jobs {
                     reason = %refusal,
                     "job refused; it will not run"
                 );
+                // A forged copy of a job we already took must not overwrite its genuine
+                // result on the server: only logged and journaled then.
+                let report_to = claimed_job_id.as_deref().filter(|id| !journal.knows(id));
                 let record = Refused {
                     format: journal::FORMAT,
                     digest,
-                    report: if claimed_job_id.is_some() { Report::Pending } else { Report::NotNeeded },
+                    report: if report_to.is_some() { Report::Pending } else { Report::NotNeeded },
                     claimed_job_id,
                     reason: refusal.to_string(),
                     at: now,

@@ -71,3 +71,33 @@ async fn tampered_foreign_and_misaddressed_jobs_never_run() {
     assert_eq!(host.applies(), 0);
     assert!(host.logs().contains("job refused; it will not run"), "{}", host.logs());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_copy_of_a_finished_job_does_not_touch_its_result() {
+    let server = start().await;
+    let mut host = Host::enroll(&server).await;
+    host.start(None);
+    let genuine = spec("job-genuine");
+    server.jobs.dispatch(server.jobs.sign(&genuine));
+    let event = host.terminal(&server, "job-genuine", 60).await;
+    assert_eq!(event.state, JobState::Succeeded);
+
+    // The same id again, altered after signing.
+    let mut forged = server.jobs.sign(&genuine);
+    let mut changed = genuine.clone();
+    changed.post_commands = vec![hook("evil", &format!("touch {}", host.fake("evil-ran").display()))];
+    forged.spec_b64 = B64.encode(serde_json::to_vec(&changed).unwrap());
+    server.jobs.lock().dispatched.clear();
+    server.jobs.dispatch(forged);
+    server.jobs.lock().keep_delivering = true;
+    host.wait("the forged copy refused", 60, || {
+        let dir = host.journal_dir().join("refused");
+        (std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0) == 1).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(server.jobs.terminal_reports("job-genuine").len(), 1, "the genuine result was overwritten");
+    assert_eq!(server.jobs.terminal_of("job-genuine").unwrap().state, JobState::Succeeded);
+    assert!(!host.fake("evil-ran").exists());
+    assert_eq!(host.applies(), 1);
+}
