@@ -3,6 +3,10 @@
 //! A cycle is one check-in, plus an immediate second one when the server asks for the
 //! inventory it did not get. Between cycles: the server's interval ±10 %; after a failure:
 //! exponential backoff. Facts and inventory are collected fresh for every check-in.
+//!
+//! Jobs in a check-in response go to [`crate::jobs`], which runs them next to this loop (and
+//! long-polls for more between check-ins); after a job the next check-in happens at once so
+//! the server sees the new inventory.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,6 +16,7 @@ use crate::backoff::{self, Backoff};
 use crate::config::{AgentConfig, LocalSettings};
 use crate::error::{AgentError, Result};
 use crate::facts::{self, FactSources};
+use crate::jobs::Jobs;
 use crate::pkg::{self, PackageBackend};
 use crate::proto::{self, CheckIn, CheckInResponse, HostFacts, Inventory};
 use crate::state::StateDir;
@@ -88,6 +93,20 @@ impl Agent {
         &self.config
     }
 
+    pub fn state(&self) -> &StateDir {
+        &self.state
+    }
+
+    /// The mTLS client for the agent listener.
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
+    /// The job machinery for this agent (not started).
+    pub fn jobs(&self) -> Result<Jobs> {
+        Jobs::new(&self.state, &self.config, self.client.clone())
+    }
+
     /// One cycle. Errors when a check-in failed (the caller backs off).
     #[tracing::instrument(skip_all, fields(host_id = %self.config.host_id))]
     pub async fn cycle(&self) -> Result<CycleReport> {
@@ -149,12 +168,16 @@ pub async fn run(state: StateDir, once: bool) -> Result<()> {
         return agent.cycle().await.map(|_| ());
     }
     tracing::info!(agent_url = %agent.config.agent_url, host_id = %agent.config.host_id, "pm-agent running");
-    let mut rng = rand::thread_rng();
+    // Registered once: a signal that arrives during a check-in is not lost.
+    let mut shutdown = Shutdown::new();
+    let jobs = agent.jobs()?;
+    jobs.start(agent.client.clone(), http::join(&agent.config.agent_url, proto::jobs::JOBS_POLL_PATH)?);
     let mut backoff = Backoff::default();
     loop {
         let delay = match agent.cycle().await {
             Ok(report) => {
                 backoff.reset();
+                jobs.offer(report.response.jobs);
                 backoff::checkin_interval(report.response.next_checkin_seconds, agent.config.checkin_interval_secs)
             }
             Err(e) => {
@@ -163,10 +186,20 @@ pub async fn run(state: StateDir, once: bool) -> Result<()> {
                 delay
             }
         };
-        let delay = backoff::jitter(delay, &mut rng);
+        let delay = backoff::jitter(delay, &mut rand::thread_rng());
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
-            () = shutdown_signal() => {
+            () = jobs.finished() => {}
+            () = shutdown.signalled() => {
+                if jobs.is_busy() {
+                    // Stopping now would leave the job `interrupted`; a second signal (or
+                    // systemd's stop timeout) stops it anyway.
+                    tracing::warn!("a job is running: finishing it before shutting down (signal again to stop now)");
+                    tokio::select! {
+                        () = jobs.idle() => {}
+                        () = shutdown.signalled() => {}
+                    }
+                }
                 tracing::info!("shutting down");
                 return Ok(());
             }
@@ -186,17 +219,28 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     out
 }
 
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
+/// SIGTERM or Ctrl-C.
+struct Shutdown {
+    term: Option<tokio::signal::unix::Signal>,
+}
+
+impl Shutdown {
+    fn new() -> Shutdown {
+        use tokio::signal::unix::{signal, SignalKind};
+        Shutdown { term: signal(SignalKind::terminate()).ok() }
+    }
+
+    async fn signalled(&mut self) {
+        match self.term.as_mut() {
+            Some(term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
             }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
+            None => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
         }
     }
 }

@@ -13,6 +13,7 @@
 //! package_root = "/srv/root"       # dnf --installroot / zypper --root / rpm --root; not apt
 //! lock_timeout_secs = 300          # wait for the package-manager lock (apt, zypper)
 //! apply_timeout_secs = 7200        # a patch run is killed after this long
+//! boot_id_path = "/proc/sys/kernel/random/boot_id"   # tests fake a reboot with a file
 //!
 //! [commands]                       # program paths; default: looked up in PATH
 //! apt_get = "/usr/bin/apt-get"
@@ -22,6 +23,11 @@
 //! zypper = "/usr/bin/zypper"
 //! rpm = "/usr/bin/rpm"
 //! needs_restarting = "/usr/bin/needs-restarting"   # dnf hosts (dnf-utils)
+//! reboot = ["systemctl", "reboot"]  # argument vector run after a job that reboots
+//!
+//! [jobs]
+//! lock_paths = ["/var/lib/dpkg/lock-frontend", "/var/lib/dpkg/lock"]  # default: the manager's
+//! journal_retention_days = 30      # finished jobs kept in <state_dir>/jobs
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -36,6 +42,10 @@ pub const DEFAULT_CHECKIN_INTERVAL_SECS: u64 = 60;
 pub const DEFAULT_OS_RELEASE_PATH: &str = "/etc/os-release";
 pub const FALLBACK_OS_RELEASE_PATH: &str = "/usr/lib/os-release";
 pub const DEFAULT_REBOOT_REQUIRED_PATH: &str = "/var/run/reboot-required";
+/// Changes at every boot; the server compares it to see a reboot it asked for complete.
+pub const DEFAULT_BOOT_ID_PATH: &str = "/proc/sys/kernel/random/boot_id";
+/// What the agent runs to reboot the host after a job asked for it.
+pub const DEFAULT_REBOOT_COMMAND: [&str; 2] = ["systemctl", "reboot"];
 /// How long apt-get and zypper wait for the package manager's lock before giving up.
 pub const DEFAULT_LOCK_TIMEOUT_SECS: u64 = 300;
 /// How long one patch run (refresh + transaction) may take before it is killed.
@@ -54,6 +64,9 @@ pub struct AgentConfig {
     pub os_release_path: Option<PathBuf>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reboot_required_path: Option<PathBuf>,
+    /// Where the boot id is read (tests point it at a file their fake reboot command rewrites).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_id_path: Option<PathBuf>,
     /// Use this package manager instead of detecting one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub manager: Option<PackageManager>,
@@ -69,6 +82,8 @@ pub struct AgentConfig {
     pub apply_timeout_secs: Option<u64>,
     #[serde(default, skip_serializing_if = "Commands::is_default")]
     pub commands: Commands,
+    #[serde(default, skip_serializing_if = "JobSettings::is_default")]
+    pub jobs: JobSettings,
 }
 
 /// Paths of the package-manager programs (default: looked up in `PATH`).
@@ -79,6 +94,10 @@ pub struct Commands {
     pub apt_get: Option<PathBuf>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dpkg_query: Option<PathBuf>,
+    /// Argument vector run (without a shell) to reboot after a job; default
+    /// [`DEFAULT_REBOOT_COMMAND`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reboot: Option<Vec<String>>,
     /// `apt-mark` (lists holds).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub apt_mark: Option<PathBuf>,
@@ -98,6 +117,33 @@ impl Commands {
     fn is_default(&self) -> bool {
         *self == Commands::default()
     }
+
+    /// The reboot command's argument vector.
+    pub fn reboot_argv(&self) -> Vec<String> {
+        match &self.reboot {
+            Some(argv) => argv.clone(),
+            None => DEFAULT_REBOOT_COMMAND.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+}
+
+/// Patch-job settings (`[jobs]`), all optional.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobSettings {
+    /// Files the package manager locks while it works; after a crash the agent waits until
+    /// none is locked before it inspects the package database. Default: the manager's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lock_paths: Option<Vec<PathBuf>>,
+    /// Days a finished job stays in the journal (default 30).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub journal_retention_days: Option<u64>,
+}
+
+impl JobSettings {
+    fn is_default(&self) -> bool {
+        *self == JobSettings::default()
+    }
 }
 
 /// The local overrides alone, for hosts not enrolled yet (`pm-agent inventory`).
@@ -105,6 +151,7 @@ impl Commands {
 pub struct LocalSettings {
     pub os_release_path: Option<PathBuf>,
     pub reboot_required_path: Option<PathBuf>,
+    pub boot_id_path: Option<PathBuf>,
     pub manager: Option<PackageManager>,
     pub package_root: Option<PathBuf>,
     pub lock_timeout_secs: Option<u64>,
@@ -125,7 +172,9 @@ impl AgentConfig {
             package_root: None,
             lock_timeout_secs: None,
             apply_timeout_secs: None,
+            boot_id_path: None,
             commands: Commands::default(),
+            jobs: JobSettings::default(),
         }
     }
 
@@ -162,6 +211,14 @@ impl AgentConfig {
         if self.checkin_interval_secs == Some(0) {
             return Err(bad("checkin_interval_secs must be at least 1"));
         }
+        if let Some(argv) = &self.commands.reboot {
+            if argv.first().is_none_or(|p| p.trim().is_empty()) {
+                return Err(bad("commands.reboot must name a program"));
+            }
+        }
+        if self.jobs.journal_retention_days == Some(0) {
+            return Err(bad("jobs.journal_retention_days must be at least 1"));
+        }
         if self.apply_timeout_secs == Some(0) {
             return Err(bad("apply_timeout_secs must be at least 1"));
         }
@@ -180,6 +237,7 @@ impl AgentConfig {
         LocalSettings {
             os_release_path: self.os_release_path.clone(),
             reboot_required_path: self.reboot_required_path.clone(),
+            boot_id_path: self.boot_id_path.clone(),
             manager: self.manager,
             package_root: self.package_root.clone(),
             lock_timeout_secs: self.lock_timeout_secs,
@@ -201,11 +259,17 @@ mod tests {
             checkin_interval_secs: Some(30),
             os_release_path: Some("/tmp/os-release".into()),
             reboot_required_path: None,
+            boot_id_path: Some("/tmp/boot_id".into()),
             manager: None,
             package_root: None,
             lock_timeout_secs: None,
             apply_timeout_secs: None,
-            commands: Commands { apt_get: Some("/opt/fake/apt-get".into()), ..Commands::default() },
+            commands: Commands {
+                apt_get: Some("/opt/fake/apt-get".into()),
+                reboot: Some(vec!["/opt/fake/reboot".into(), "--now".into()]),
+                ..Commands::default()
+            },
+            jobs: JobSettings { lock_paths: Some(vec!["/tmp/lock".into()]), journal_retention_days: Some(7) },
         };
         let text = config.to_toml().unwrap();
         assert_eq!(AgentConfig::parse(&text, Path::new("agent.toml")).unwrap(), config);
@@ -249,6 +313,8 @@ mod tests {
         let c = AgentConfig::parse("agent_url = \"https://a:8444\"\nhost_id = \"x\"\n", Path::new("a")).unwrap();
         assert_eq!(c.commands, Commands::default());
         assert_eq!(c.checkin_interval_secs, None);
+        assert_eq!(c.commands.reboot_argv(), vec!["systemctl".to_string(), "reboot".to_string()]);
+        assert_eq!(c.jobs, JobSettings::default());
     }
 
     #[test]
@@ -259,5 +325,7 @@ mod tests {
         assert!(AgentConfig::parse(unknown_cmd, Path::new("a")).is_err());
         let http = "agent_url = \"http://a\"\nhost_id = \"x\"\n";
         assert!(AgentConfig::parse(http, Path::new("a")).is_err());
+        let empty_reboot = "agent_url = \"https://a\"\nhost_id = \"x\"\n[commands]\nreboot = []\n";
+        assert!(AgentConfig::parse(empty_reboot, Path::new("a")).is_err());
     }
 }

@@ -43,6 +43,11 @@ pub enum AgentError {
     Command { program: String, message: String },
     #[error("no supported package manager found (looked for: {0})")]
     NoPackageManager(String),
+    #[error("job journal {path}: {message}")]
+    Journal { path: PathBuf, message: String },
+    /// A job step that could not run (the message goes into the job's result).
+    #[error("{0}")]
+    Job(String),
 }
 
 impl AgentError {

@@ -12,6 +12,7 @@
 //!   - `checkin`: one check-in and the foreground loop; `ack`: which inventory the server
 //!     holds; `backoff`: retry delays and jitter.
 //!   - `facts`: os-release, kernel, arch, uptime, reboot-required.
+//!   - `jobs`: patch jobs: verification, the on-disk journal, the runner, reports, reboot.
 //!   - `pkg`: one backend per package manager behind [`pkg::PackageBackend`] (apt, dnf,
 //!     zypper), with the program runner and the snapshot diff.
 //!   - `debversion`: dpkg's version ordering; `rpmversion`: rpm's.
@@ -41,6 +42,8 @@ pub mod error;
 pub mod facts;
 #[cfg(feature = "client")]
 pub mod http;
+#[cfg(feature = "client")]
+pub mod jobs;
 #[cfg(feature = "client")]
 pub mod pkg;
 #[cfg(feature = "client")]

@@ -5,7 +5,10 @@ pub mod os_release;
 
 use std::path::{Path, PathBuf};
 
-use crate::config::{LocalSettings, DEFAULT_OS_RELEASE_PATH, DEFAULT_REBOOT_REQUIRED_PATH, FALLBACK_OS_RELEASE_PATH};
+use crate::config::{
+    LocalSettings, DEFAULT_BOOT_ID_PATH, DEFAULT_OS_RELEASE_PATH, DEFAULT_REBOOT_REQUIRED_PATH,
+    FALLBACK_OS_RELEASE_PATH,
+};
 use crate::proto::HostFacts;
 use os_release::OsRelease;
 
@@ -16,6 +19,8 @@ pub struct FactSources {
     pub os_release: Option<PathBuf>,
     pub reboot_required: PathBuf,
     pub proc_root: PathBuf,
+    /// Normally `<proc_root>/sys/kernel/random/boot_id`; tests fake a reboot by rewriting it.
+    pub boot_id: PathBuf,
 }
 
 impl Default for FactSources {
@@ -24,6 +29,7 @@ impl Default for FactSources {
             os_release: None,
             reboot_required: PathBuf::from(DEFAULT_REBOOT_REQUIRED_PATH),
             proc_root: PathBuf::from("/proc"),
+            boot_id: PathBuf::from(DEFAULT_BOOT_ID_PATH),
         }
     }
 }
@@ -33,6 +39,9 @@ impl FactSources {
         let mut sources = FactSources { os_release: settings.os_release_path.clone(), ..FactSources::default() };
         if let Some(path) = &settings.reboot_required_path {
             sources.reboot_required = path.clone();
+        }
+        if let Some(path) = &settings.boot_id_path {
+            sources.boot_id = path.clone();
         }
         sources
     }
@@ -50,8 +59,13 @@ pub fn collect(sources: &FactSources) -> HostFacts {
         uptime_seconds: read_trimmed(&sources.proc_root.join("uptime")).and_then(|t| parse_uptime(&t)).unwrap_or(0),
         reboot_required: sources.reboot_required.exists(),
         agent_version: crate::AGENT_VERSION.to_string(),
-        boot_id: read_trimmed(&sources.proc_root.join("sys/kernel/random/boot_id")).unwrap_or_default(),
+        boot_id: boot_id(&sources.boot_id),
     }
+}
+
+/// The current boot id (empty when unreadable).
+pub fn boot_id(path: &Path) -> String {
+    read_trimmed(path).unwrap_or_default()
 }
 
 /// The kernel's hostname (what `hostname` prints).
@@ -124,7 +138,9 @@ mod tests {
         std::fs::write(&os_release, "ID=debian\nVERSION_ID=\"12\"\nPRETTY_NAME=\"Debian 12\"\n").unwrap();
         let reboot = dir.path().join("reboot-required");
 
-        let mut sources = FactSources { os_release: Some(os_release), reboot_required: reboot.clone(), proc_root };
+        let boot_id = proc_root.join("sys/kernel/random/boot_id");
+        let mut sources =
+            FactSources { os_release: Some(os_release), reboot_required: reboot.clone(), proc_root, boot_id };
         let facts = collect(&sources);
         assert_eq!(facts.hostname, "web-01");
         assert_eq!(facts.kernel, "6.1.0-18-amd64");
@@ -140,6 +156,12 @@ mod tests {
         let facts = collect(&sources);
         assert!(facts.reboot_required);
         assert_eq!(facts.os_pretty_name, "");
+
+        // A configured boot id file (tests fake a reboot by rewriting it).
+        let fake_boot = dir.path().join("boot_id");
+        std::fs::write(&fake_boot, "new-boot\n").unwrap();
+        let settings = LocalSettings { boot_id_path: Some(fake_boot), ..LocalSettings::default() };
+        assert_eq!(collect(&FactSources::from_settings(&settings)).boot_id, "new-boot");
     }
 
     #[test]

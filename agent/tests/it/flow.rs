@@ -1,184 +1,16 @@
-//! Enrollment and check-ins against a test-only stand-in for the patch-manager listeners:
-//! real TLS 1.3, a web listener (CA download + enrollment) and an agent listener that
-//! requires a client certificate from the CA. HTTP/1.1 is spoken by hand (one request per
-//! connection), which is all the agent needs.
+//! Enrollment and check-ins against the test-only stand-in for the patch-manager listeners
+//! ([`crate::server`]): real TLS 1.3 and mTLS.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
 
 use agent::checkin::Agent;
 use agent::enroll::{enroll, CaPin, EnrollOptions};
-use agent::proto::{self, ApiError, CheckIn, CheckInResponse, EnrollRequest, EnrollResponse};
 use agent::state::StateDir;
 use agent::AgentError;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
 
-struct Pki {
-    ca: rcgen::Certificate,
-    ca_key: rcgen::KeyPair,
-}
-
-struct FakeServer {
-    web_url: String,
-    ca_pem: String,
-    ca_fingerprint: String,
-    checkins: Arc<Mutex<Vec<CheckIn>>>,
-    /// Answer the next check-in with `send_inventory: true` (once).
-    ask_inventory: Arc<AtomicBool>,
-}
-
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
-
-fn new_ca() -> Pki {
-    let ca_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    params.distinguished_name.push(rcgen::DnType::CommonName, "test CA");
-    let ca = params.self_signed(&ca_key).unwrap();
-    Pki { ca, ca_key }
-}
-
-fn server_config(pki: &Pki, client_auth: bool) -> rustls::ServerConfig {
-    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-    let params = rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
-    let cert = params.signed_by(&key, &pki.ca, &pki.ca_key).unwrap();
-    let chain = vec![CertificateDer::from(cert.der().to_vec())];
-    let key = PrivateKeyDer::Pkcs8(key.serialize_der().into());
-    let builder = rustls::ServerConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .unwrap();
-    let builder = if client_auth {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(CertificateDer::from(pki.ca.der().to_vec())).unwrap();
-        let verifier =
-            rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider()).build().unwrap();
-        builder.with_client_cert_verifier(verifier)
-    } else {
-        builder.with_no_client_auth()
-    };
-    builder.with_single_cert(chain, key).unwrap()
-}
-
-type Handler = Arc<dyn Fn(&str, &str, &[u8]) -> (u16, String) + Send + Sync>;
-
-/// Accept loop: TLS handshake, one request, one JSON response.
-async fn serve(listener: TcpListener, tls: rustls::ServerConfig, handler: Handler) {
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
-    loop {
-        let Ok((tcp, _)) = listener.accept().await else { return };
-        let acceptor = acceptor.clone();
-        let handler = Arc::clone(&handler);
-        tokio::spawn(async move {
-            let Ok(mut stream) = acceptor.accept(tcp).await else { return };
-            let Some((method, path, body)) = read_request(&mut stream).await else { return };
-            let (status, json) = handler(&method, &path, &body);
-            let head = format!(
-                "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-                json.len()
-            );
-            let _ = stream.write_all(head.as_bytes()).await;
-            let _ = stream.write_all(json.as_bytes()).await;
-            let _ = stream.shutdown().await;
-        });
-    }
-}
-
-async fn read_request<S: AsyncReadExt + Unpin>(stream: &mut S) -> Option<(String, String, Vec<u8>)> {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 16384];
-    let head_end = loop {
-        let n = stream.read(&mut chunk).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
-        }
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
-    let mut first = head.lines().next()?.split(' ');
-    let (method, path) = (first.next()?.to_string(), first.next()?.to_string());
-    let len: usize = head
-        .lines()
-        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_string()))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    while buf.len() < head_end + len {
-        let n = stream.read(&mut chunk).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-    Some((method, path, buf[head_end..head_end + len].to_vec()))
-}
-
-fn api_error(status: u16, code: &str, message: &str) -> (u16, String) {
-    (status, serde_json::to_string(&ApiError { code: code.into(), message: message.into() }).unwrap())
-}
-
-async fn start() -> FakeServer {
-    let pki = Arc::new(new_ca());
-    let web = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let agent_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let web_url = format!("https://127.0.0.1:{}", web.local_addr().unwrap().port());
-    let agent_url = format!("https://localhost:{}", agent_listener.local_addr().unwrap().port());
-    let ca_pem = pki.ca.pem();
-    let checkins = Arc::new(Mutex::new(Vec::new()));
-    let ask_inventory = Arc::new(AtomicBool::new(false));
-
-    let web_handler: Handler = {
-        let pki = Arc::clone(&pki);
-        Arc::new(move |method, path, body| match (method, path) {
-            ("GET", proto::CA_PATH) => (200, pki.ca.pem()),
-            ("POST", proto::ENROLL_PATH) => {
-                let Ok(req) = serde_json::from_slice::<EnrollRequest>(body) else {
-                    return api_error(400, "bad_request", "invalid JSON");
-                };
-                if req.token != "good-token" {
-                    return api_error(401, "token_invalid", "enrollment token is invalid or expired");
-                }
-                let csr = rcgen::CertificateSigningRequestParams::from_pem(&req.csr_pem).unwrap();
-                let cert = csr.signed_by(&pki.ca, &pki.ca_key).unwrap();
-                let resp = EnrollResponse {
-                    host_id: "host-1".into(),
-                    cert_pem: cert.pem(),
-                    ca_pem: pki.ca.pem(),
-                    agent_url: agent_url.clone(),
-                    job_signing_key: "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=".into(),
-                };
-                (200, serde_json::to_string(&resp).unwrap())
-            }
-            _ => api_error(404, "not_found", "not found"),
-        })
-    };
-    let agent_handler: Handler = {
-        let checkins = Arc::clone(&checkins);
-        let ask_inventory = Arc::clone(&ask_inventory);
-        Arc::new(move |method, path, body| {
-            if (method, path) != ("POST", proto::CHECKIN_PATH) {
-                return api_error(404, "not_found", "not found");
-            }
-            let Ok(checkin) = serde_json::from_slice::<CheckIn>(body) else {
-                return api_error(400, "bad_request", "invalid JSON");
-            };
-            let send_inventory = checkin.inventory.is_none() && ask_inventory.swap(false, Ordering::SeqCst);
-            checkins.lock().unwrap().push(checkin);
-            let resp = CheckInResponse { send_inventory, next_checkin_seconds: 1, jobs: vec![] };
-            (200, serde_json::to_string(&resp).unwrap())
-        })
-    };
-    tokio::spawn(serve(web, server_config(&pki, false), web_handler));
-    tokio::spawn(serve(agent_listener, server_config(&pki, true), agent_handler));
-    FakeServer { web_url, ca_fingerprint: agent::tls::fingerprint(pki.ca.der()), ca_pem, checkins, ask_inventory }
-}
+use crate::server::{new_ca, start};
 
 fn script(dir: &Path, name: &str, body: &str) -> String {
     let path = dir.join(name);
@@ -224,6 +56,7 @@ async fn enroll_by_fingerprint_then_check_in_over_mtls() {
     let mode = |p: std::path::PathBuf| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(state.key_path()), 0o600);
     assert_eq!(std::fs::read_to_string(state.ca_path()).unwrap(), server.ca_pem);
+    assert_eq!(std::fs::read_to_string(state.job_key_path()).unwrap(), server.jobs.public_key_b64());
     add_overrides(&state, dir.path());
 
     let agent = Agent::load(state.clone()).unwrap();
