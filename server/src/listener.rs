@@ -131,6 +131,13 @@ async fn serve_connection(
     }
 }
 
+/// Middleware of both routers: audit rows appended while serving a request record its peer
+/// address unless the code names one (`app::backend::audit::with_request_ip`).
+pub async fn scope_source_ip(req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    let ip = req.extensions().get::<ConnInfo>().map(ConnInfo::ip);
+    app::backend::audit::with_request_ip(ip, next.run(req)).await
+}
+
 /// Resolves once the shutdown flag is set (or its sender is gone). The watch guard is
 /// dropped inside, so callers can await further while holding this future's output.
 pub async fn stopped(rx: &mut watch::Receiver<bool>) {

@@ -39,12 +39,29 @@ impl Actor {
     }
 }
 
+tokio::task_local! {
+    /// Peer address of the request being served, set by the listeners for the whole request.
+    static REQUEST_IP: Option<String>;
+}
+
+/// Runs `fut` (one request) with `ip` as the source address of every audit row it appends
+/// without naming one itself, so a mutation made on behalf of a user or host always records
+/// where the request came from.
+pub async fn with_request_ip<F: std::future::Future>(ip: Option<String>, fut: F) -> F::Output {
+    REQUEST_IP.scope(ip, fut).await
+}
+
+fn request_ip() -> Option<String> {
+    REQUEST_IP.try_with(Clone::clone).ok().flatten()
+}
+
 pub struct Event<'a> {
     pub actor: &'a Actor,
     /// Dotted verb, e.g. `login.success`, `enroll_token.create`, `cert.issue`.
     pub action: &'a str,
     /// What it was done to, e.g. `user:<id>`, `host:<id>`, `cert:<serial>`.
     pub target: &'a str,
+    /// `None`: the address of the request being served, if any (see [`with_request_ip`]).
     pub source_ip: Option<&'a str>,
     /// Extra facts; never secrets.
     pub details: serde_json::Value,
@@ -78,9 +95,10 @@ pub async fn append(conn: &mut Conn, ev: Event<'_>, now: i64) -> Result<i64> {
     let seq: i64 = head.try_get("last_seq")?;
     let prev: String = head.try_get("last_hash")?;
     let actor = ev.actor.label();
+    let source_ip = ev.source_ip.map(str::to_owned).or_else(request_ip);
     // serde_json's map is ordered by key, so this is canonical.
     let details = ev.details.to_string();
-    let hash = row_hash(seq, now, &actor, ev.action, ev.target, ev.source_ip, &details, &prev);
+    let hash = row_hash(seq, now, &actor, ev.action, ev.target, source_ip.as_deref(), &details, &prev);
     sqlx::query(
         "INSERT INTO audit_log (seq, at, actor, action, target, source_ip, details, prev_hash, row_hash) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -90,7 +108,7 @@ pub async fn append(conn: &mut Conn, ev: Event<'_>, now: i64) -> Result<i64> {
     .bind(&actor)
     .bind(ev.action)
     .bind(ev.target)
-    .bind(ev.source_ip)
+    .bind(source_ip.as_deref())
     .bind(&details)
     .bind(&prev)
     .bind(&hash)

@@ -40,6 +40,7 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(CHECKIN_BODY_LIMIT))
         .layer(axum::middleware::from_fn_with_state(state.clone(), authorize))
         .layer(axum::middleware::from_fn(request_timeout))
+        .layer(axum::middleware::from_fn(crate::listener::scope_source_ip))
         .with_state(state)
 }
 

@@ -105,6 +105,7 @@ pub fn router(state: AppState, site_dir: &Path) -> Router {
             app::ui::shell,
         ))
         .layer(axum::middleware::from_fn(csrf::same_origin_only))
+        .layer(axum::middleware::from_fn(crate::listener::scope_source_ip))
         .layer(axum::middleware::from_fn(request_timeout))
         .layer(axum::middleware::from_fn(headers::security_headers))
         .with_state(web_state)

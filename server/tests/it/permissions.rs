@@ -321,5 +321,12 @@ async fn revoked_or_disabled_users_lose_access_at_once() {
     assert_eq!(audit.len(), 1);
     assert_eq!(audit[0].actor, "user:admin");
     assert_eq!(audit[0].target, format!("user:{op_a}"));
+    // Every row written while serving a request records where it came from.
+    for action in ["user.disable", "user.role_change"] {
+        let rows = app::backend::audit::list_by_action(&srv.state.db, action).await.expect("audit");
+        assert_eq!(rows.len(), 1, "{action}");
+        assert_eq!(rows[0].source_ip.as_deref(), Some("127.0.0.1"), "{action}");
+    }
+    assert_eq!(app::backend::audit::verify(&srv.state.db).await.expect("verify").first_bad_seq, None);
     srv.stop().await;
 }
