@@ -11,6 +11,7 @@
 //! reboot_required_path = "/var/run/reboot-required"   # apt's reboot flag (facts and jobs)
 //! manager = "dnf"                  # apt | dnf | zypper; default: detected (apt, dnf, zypper)
 //! package_root = "/srv/root"       # dnf --installroot / zypper --root / rpm --root; not apt
+//!                                  # (with a root, "reboot if required" never reboots)
 //! lock_timeout_secs = 300          # wait for the package-manager lock (apt, zypper)
 //! apply_timeout_secs = 7200        # a patch run is killed after this long
 //! boot_id_path = "/proc/sys/kernel/random/boot_id"   # tests fake a reboot with a file
@@ -27,6 +28,7 @@
 //!
 //! [jobs]
 //! lock_paths = ["/var/lib/dpkg/lock-frontend", "/var/lib/dpkg/lock"]  # default: the manager's
+//!                                  # (see `jobs::lock`; dnf/zypper ones under package_root)
 //! journal_retention_days = 30      # finished jobs kept in <state_dir>/jobs
 //! ```
 
@@ -131,8 +133,11 @@ impl Commands {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JobSettings {
-    /// Files the package manager locks while it works; after a crash the agent waits until
-    /// none is locked before it inspects the package database. Default: the manager's own.
+    /// The package manager's lock files; after a crash the agent waits until none is held
+    /// (locked by a process, or naming a running process, as dnf's and zypper's PID files do)
+    /// before it inspects the package database. Default: the manager's own
+    /// ([`crate::jobs::lock::default_paths`]: dpkg's locks; dnf's `*_lock.pid` files, zypper's
+    /// `zypp.pid` and rpm's `.rpm.lock`, under `package_root`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lock_paths: Option<Vec<PathBuf>>,
     /// Days a finished job stays in the journal (default 30).

@@ -10,8 +10,9 @@
 //! - [`runner`]: the blocking steps of a job (hooks, snapshots, package manager, result).
 //! - [`poll`]: the long poll that delivers jobs between check-ins.
 //! - [`report`]: posting job events with retries; [`reboot`]: reboot policy and command;
-//!   [`hook`]: running commands without a shell; [`output`]: the per-job log; [`lock`]: the
-//!   package manager's lock; [`pause`]: the crash-test hook.
+//!   [`hook`]: running commands without a shell; [`output`]: the per-job log; [`lock`]:
+//!   whether the package manager is still busy (its locks, orphaned runs); [`pause`]: the
+//!   crash-test hook.
 //!
 //! # Concurrency
 //! One job at a time: a job is started only when the worker is idle; a job delivered while
@@ -44,6 +45,7 @@ use crate::error::Result;
 use crate::http;
 use crate::pkg::{self, PackageBackend};
 use crate::proto::jobs::JOB_EVENT_PATH;
+use crate::proto::PackageManager;
 use crate::state::StateDir;
 
 use journal::Journal;
@@ -96,11 +98,17 @@ impl Jobs {
         let backend: std::result::Result<Arc<dyn PackageBackend>, String> =
             pkg::from_settings(&config.local()).map(Arc::from).map_err(|e| e.to_string());
         let manager = backend.as_ref().ok().map(|b| b.manager());
-        let lock_paths = config
-            .jobs
-            .lock_paths
-            .clone()
-            .unwrap_or_else(|| lock::default_paths(manager, config.package_root.as_deref()));
+        let lock_paths = config.jobs.lock_paths.clone().unwrap_or_else(|| {
+            let rpm_lock = match manager {
+                Some(PackageManager::Dnf | PackageManager::Zypper) => {
+                    let rpm = config.commands.rpm.clone().unwrap_or_else(|| pkg::rpm::RPM.into());
+                    pkg::rpm::lock_path(&rpm)
+                }
+                _ => None,
+            };
+            lock::default_paths(manager, config.package_root.as_deref(), rpm_lock.as_deref())
+        });
+        tracing::debug!(paths = ?lock_paths, "package-manager lock files");
         let reporter = Reporter::new(client, http::join(&config.agent_url, JOB_EVENT_PATH)?);
         let pause = Pause::from_env(journal.dir());
         Ok(Jobs {
@@ -109,7 +117,7 @@ impl Jobs {
                 journal,
                 reporter,
                 backend,
-                lock: PackageLock::new(lock_paths),
+                lock: PackageLock::new(lock_paths).with_orphaned_runs(),
                 reboot_argv: config.commands.reboot_argv(),
                 boot_id_path: config.boot_id_path.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_BOOT_ID_PATH)),
                 retention_days: config.jobs.journal_retention_days.unwrap_or(journal::DEFAULT_RETENTION_DAYS),

@@ -14,6 +14,11 @@ use std::time::{Duration, Instant};
 
 use crate::error::{AgentError, Result};
 
+/// Set to the agent's pid in the environment of every package-manager run of a patch job
+/// (`pkg::run_step`), so an agent restarted after a crash can tell that a run its predecessor
+/// started is still going (`jobs::lock`).
+pub const RUN_MARKER_ENV: &str = "PM_AGENT_PACKAGE_RUN";
+
 /// How long [`stream`] keeps reading after the program exited while something it started
 /// still holds its output pipes.
 const LINGER: Duration = Duration::from_secs(2);

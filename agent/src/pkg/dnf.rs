@@ -13,8 +13,16 @@
 //! dependencies). `--refresh` fetches current metadata first. `plan` runs the same command with
 //! `--assumeno` instead of `-y` and reads dnf's transaction table.
 //!
-//! Reboot: `needs-restarting -r` (dnf-utils; exit 1 = reboot needed) when it exists and no
-//! install root is configured, otherwise the newest installed kernel against `uname -r`.
+//! Reboot: `needs-restarting -r` (dnf-utils; exit 1 = reboot needed) when it exists,
+//! otherwise the newest installed kernel against `uname -r`. With an install root never:
+//! the root is not the running system (its kernel and services are not what runs here), so
+//! rebooting this machine would not make its updates take effect.
+//!
+//! Locks (what an agent restarted after a crash waits for, `jobs::lock`): dnf 4 writes its
+//! PID into `ROOT/var/cache/dnf/metadata_lock.pid` while loading metadata,
+//! `download_lock.pid` next to it while downloading and `ROOT/var/lib/dnf/rpmdb_lock.pid`
+//! around the transaction, keeping no kernel lock on them; rpm (inside dnf) locks its
+//! `.rpm.lock` during the transaction.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -155,7 +163,10 @@ impl PackageBackend for Dnf {
     }
 
     fn reboot_required(&self) -> Result<bool> {
-        if self.options.root.is_none() && super::find_program(&self.needs_restarting).is_some() {
+        if self.options.root.is_some() {
+            return Ok(false);
+        }
+        if super::find_program(&self.needs_restarting).is_some() {
             let out = command::run(&self.needs_restarting, &["-r"], TIMEOUT)?;
             match out.code {
                 Some(0) => return Ok(false),
@@ -163,7 +174,7 @@ impl PackageBackend for Dnf {
                 _ => tracing::warn!(code = ?out.code, "needs-restarting -r failed; comparing kernels instead"),
             }
         }
-        let running = if self.options.root.is_some() { String::new() } else { rpm::running_kernel() };
+        let running = rpm::running_kernel();
         let installed = self.installed_packages()?;
         Ok(!running.is_empty() && rpm::kernel_reboot_needed(&installed, &running))
     }

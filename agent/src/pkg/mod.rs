@@ -219,7 +219,8 @@ fn remaining(deadline: Instant) -> Duration {
     deadline.saturating_duration_since(Instant::now()).max(Duration::from_secs(1))
 }
 
-/// Runs one step of an apply: announces the command line in the output, then streams it.
+/// Runs one step of an apply: announces the command line in the output, then streams it,
+/// marked with [`command::RUN_MARKER_ENV`].
 fn run_step(
     program: &Path,
     args: &[String],
@@ -229,7 +230,10 @@ fn run_step(
 ) -> Result<command::Exit> {
     output(&format!("$ {} {}", program.display(), args.join(" ")));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    command::stream(program, &args, env, remaining(deadline), output)
+    let agent = std::process::id().to_string();
+    let mut env = env.to_vec();
+    env.push((command::RUN_MARKER_ENV, &agent));
+    command::stream(program, &args, &env, remaining(deadline), output)
 }
 
 /// The outcome of a failed step: "apt-get exited with status 100" or the timeout.

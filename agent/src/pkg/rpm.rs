@@ -5,7 +5,7 @@
 //! [`crate::rpmversion::compare`].
 
 use std::cmp::Ordering;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::command;
@@ -28,6 +28,17 @@ pub fn installed(rpm: &Path, root: Option<&Path>) -> Result<Vec<InstalledPackage
     args.extend(["-qa", "--qf", QUERYFORMAT]);
     let out = command::run(rpm, &args, TIMEOUT)?.check(rpm)?;
     Ok(parse_qa(&out.stdout))
+}
+
+/// rpm's transaction lock file as this host's rpm places it (`%{_rpmlock_path}`: the
+/// database directory's `.rpm.lock`), relative to any `--root`. `None` when rpm cannot say.
+/// The path comes from the host's macros: dnf and zypper use the same ones for an install
+/// root (Debian's rpm keeps its database in `~/.rpmdb`, also inside a root).
+pub fn lock_path(rpm: &Path) -> Option<PathBuf> {
+    let out = command::run(rpm, &["--eval", "%{_rpmlock_path}"], Duration::from_secs(30)).ok()?;
+    let path = out.stdout.trim();
+    let plain = path.starts_with('/') && !path.contains('%') && !path.contains('\n');
+    (out.success && plain).then(|| PathBuf::from(path))
 }
 
 /// Lines `NAME\tEPOCHNUM\tVERSION\tRELEASE\tARCH`. The `gpg-pubkey` pseudo-packages (imported
@@ -103,6 +114,25 @@ mod tests {
         let packages = parse_qa(text);
         let short: Vec<_> = packages.iter().map(|p| format!("{} {} {}", p.name, p.version, p.arch)).collect();
         assert_eq!(short, ["bash 5.1.8-6.el9_1 x86_64", "glibc 2.34-60.el9 i686", "shadow-utils 2:4.9-8.el9 x86_64"]);
+    }
+
+    #[test]
+    fn asks_rpm_for_its_lock_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let fake = dir.path().join("rpm");
+        let script = "#!/bin/sh\n[ \"$1 $2\" = '--eval %{_rpmlock_path}' ] && echo /var/lib/rpm/.rpm.lock\n";
+        std::fs::write(&fake, script).unwrap();
+        std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        assert_eq!(lock_path(&fake), Some(PathBuf::from("/var/lib/rpm/.rpm.lock")));
+        // An undefined macro comes back unexpanded.
+        std::fs::write(&fake, "#!/bin/sh\necho '%{_rpmlock_path}'\n").unwrap();
+        assert_eq!(lock_path(&fake), None);
+        assert_eq!(lock_path(Path::new("/nonexistent/rpm")), None);
+        // The real rpm, where there is one (Debian's: `~/.rpmdb/.rpm.lock`).
+        if let Some(real) = super::super::find_program(Path::new(RPM)) {
+            let path = lock_path(&real).unwrap();
+            assert!(path.is_absolute() && path.ends_with(".rpm.lock"), "{}", path.display());
+        }
     }
 
     #[test]

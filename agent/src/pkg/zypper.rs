@@ -18,7 +18,15 @@
 //! (reboot needed) and 106 (some repositories skipped) count as success. The lock wait is
 //! `ZYPP_LOCK_TIMEOUT`. `plan` runs the same command with `--xmlout` and `--dry-run`.
 //!
-//! Reboot: `zypper needs-rebooting` (exit 102 = needed).
+//! Reboot: `zypper needs-rebooting` (exit 102 = needed: libzypp's `/run/reboot-needed` flag).
+//! With an install root never: `zypper --root` would report the root's own flag
+//! (`ROOT/run/reboot-needed`), but the root is not the running system, so rebooting this
+//! machine would not make its updates take effect.
+//!
+//! With an install root zypper logs to `ROOT/var/log/zypper.log` (`ZYPP_LOGFILE`, unless the
+//! agent's environment sets it), not to the machine's `/var/log/zypper.log`; its lock is
+//! `ROOT/run/zypp.pid` (zypper sets libzypp's `ZYPP_LOCKFILE_ROOT` to the root), a PID file
+//! with no kernel lock on it while zypper runs (see `jobs::lock`).
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -44,6 +52,8 @@ pub struct Zypper {
     rpm: PathBuf,
     options: Options,
     lock_timeout: String,
+    /// `ZYPP_LOGFILE` inside the install root (none without a root).
+    log_file: Option<String>,
 }
 
 /// The zypper command a request resolves to.
@@ -58,11 +68,21 @@ enum Action {
 impl Zypper {
     pub fn new(zypper: PathBuf, rpm: PathBuf, options: Options) -> Zypper {
         let lock_timeout = options.lock_timeout.as_secs().to_string();
-        Zypper { zypper, rpm, options, lock_timeout }
+        let log_file = match &options.root {
+            Some(root) if std::env::var_os("ZYPP_LOGFILE").is_none() => {
+                Some(root.join("var/log/zypper.log").display().to_string())
+            }
+            _ => None,
+        };
+        Zypper { zypper, rpm, options, lock_timeout, log_file }
     }
 
-    fn env(&self) -> [(&str, &str); 1] {
-        [("ZYPP_LOCK_TIMEOUT", self.lock_timeout.as_str())]
+    fn env(&self) -> Vec<(&str, &str)> {
+        let mut env = vec![("ZYPP_LOCK_TIMEOUT", self.lock_timeout.as_str())];
+        if let Some(log_file) = &self.log_file {
+            env.push(("ZYPP_LOGFILE", log_file.as_str()));
+        }
+        env
     }
 
     /// `--non-interactive [--xmlout] [--root ROOT]`.
@@ -241,6 +261,9 @@ impl PackageBackend for Zypper {
     }
 
     fn reboot_required(&self) -> Result<bool> {
+        if self.options.root.is_some() {
+            return Ok(false);
+        }
         let mut args = self.global_args(false);
         args.push("needs-rebooting".into());
         let args: Vec<&str> = args.iter().map(String::as_str).collect();

@@ -136,7 +136,7 @@ fn zypper_backend(dir: &Path) -> Box<dyn PackageBackend> {
         state = state.display()
     );
     let commands = Commands {
-        zypper: Some(fake(dir, "zypper", &["ZYPP_LOCK_TIMEOUT"], &body)),
+        zypper: Some(fake(dir, "zypper", &["ZYPP_LOCK_TIMEOUT", "ZYPP_LOGFILE", "PM_AGENT_PACKAGE_RUN"], &body)),
         rpm: Some(fake(
             dir,
             "rpm",
@@ -362,17 +362,20 @@ fn dnf_argv_per_scope() {
 fn zypper_argv_per_scope() {
     let dir = tempfile::tempdir().unwrap();
     let backend = zypper_backend(dir.path());
-    let z = |args: &[&str]| {
-        [strings(&["zypper", "--non-interactive", "--root", "/r"]), strings(args), strings(&["ZYPP_LOCK_TIMEOUT=7"])]
-            .concat()
+    // zypper logs into the install root. The runs of a patch (not the queries and
+    // simulations) carry the agent's pid, so a restarted agent can wait for them.
+    let env = |marker: &str| {
+        strings(&[
+            "ZYPP_LOCK_TIMEOUT=7",
+            "ZYPP_LOGFILE=/r/var/log/zypper.log",
+            &format!("PM_AGENT_PACKAGE_RUN={marker}"),
+        ])
     };
+    let pid = std::process::id().to_string();
+    let z =
+        |args: &[&str]| [strings(&["zypper", "--non-interactive", "--root", "/r"]), strings(args), env(&pid)].concat();
     let zx = |args: &[&str]| {
-        [
-            strings(&["zypper", "--non-interactive", "--xmlout", "--root", "/r"]),
-            strings(args),
-            strings(&["ZYPP_LOCK_TIMEOUT=7"]),
-        ]
-        .concat()
+        [strings(&["zypper", "--non-interactive", "--xmlout", "--root", "/r"]), strings(args), env("")].concat()
     };
 
     // Security: zypper patch; exit 103 (it updated itself) runs it again.

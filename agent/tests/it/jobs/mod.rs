@@ -9,19 +9,24 @@
 //! - `crash`: `kill -9` of the agent at every stage; redelivery of finished jobs.
 //! - `real_apt`: one job with the real apt-get and dpkg (root; the local test repository of
 //!   `end2end/fixtures/deb`).
+//! - `dnf_crash`: `kill -9` while a (fake, slow) dnf runs on an install root: the restarted
+//!   agent waits for dnf as dnf really locks (PID files, and no lock at all part of the time).
 
 mod crash;
+mod dnf_crash;
 mod real_apt;
 mod refuse;
 mod run;
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use agent::config::{AgentConfig, Commands};
 use agent::enroll::{enroll, CaPin, EnrollOptions};
 use agent::proto::jobs::{JobEvent, JobMode, JobSpec, PatchScope, RebootPolicy};
+use agent::proto::PackageManager;
 use agent::state::StateDir;
 
 use crate::server::{FakeServer, HOST_ID};
@@ -154,6 +159,37 @@ impl Host {
             })
             .collect();
         std::fs::write(self.state.config_path(), text.join("\n") + "\n").unwrap();
+    }
+
+    /// Edits agent.toml (read when the agent starts).
+    pub fn configure(&self, edit: impl FnOnce(&mut AgentConfig)) {
+        let path = self.state.config_path();
+        let mut config = AgentConfig::load(&path).unwrap();
+        edit(&mut config);
+        std::fs::write(&path, config.to_toml().unwrap()).unwrap();
+    }
+
+    /// Points the agent at `manager` (dnf or zypper) working on the install root `root`, with
+    /// the manager's default lock files; the programs are `programs` (name -> path, e.g.
+    /// fakes), the others found in PATH. The reboot command stays the recorder.
+    pub fn use_rpm_manager(&self, manager: PackageManager, root: &Path, programs: &[(&str, &Path)]) {
+        self.configure(|c| {
+            c.manager = Some(manager);
+            c.package_root = Some(root.to_path_buf());
+            c.lock_timeout_secs = Some(600);
+            c.jobs.lock_paths = None;
+            let reboot = c.commands.reboot.take();
+            c.commands = Commands { reboot, ..Commands::default() };
+            for (name, path) in programs {
+                let slot = match *name {
+                    "dnf" => &mut c.commands.dnf,
+                    "zypper" => &mut c.commands.zypper,
+                    "rpm" => &mut c.commands.rpm,
+                    other => panic!("no [commands] entry for {other}"),
+                };
+                *slot = Some(path.to_path_buf());
+            }
+        });
     }
 
     /// Starts `pm-agent run`; with `pause_at`, jobs stop at that stage (`PM_AGENT_PAUSE_AT`).
