@@ -108,17 +108,31 @@ impl Agent {
     }
 
     /// One cycle. Errors when a check-in failed (the caller backs off).
-    #[tracing::instrument(skip_all, fields(host_id = %self.config.host_id))]
     pub async fn cycle(&self) -> Result<CycleReport> {
+        self.cycle_beside(None).await
+    }
+
+    /// One cycle next to the job machinery: an inventory read while a job may have been
+    /// changing packages is not sent (it could mix the states before and after a
+    /// transaction); the check-in after the job carries the new one.
+    #[tracing::instrument(skip_all, fields(host_id = %self.config.host_id))]
+    pub async fn cycle_beside(&self, jobs: Option<&Jobs>) -> Result<CycleReport> {
         let mut ack = InventoryAck::load(&self.state);
         let mut checkins = 0;
         let mut inventory_sent = false;
         loop {
             let collector = Arc::clone(&self.collector);
+            let mark = jobs.map(Jobs::flux_mark);
             let snapshot = tokio::task::spawn_blocking(move || collector.collect())
                 .await
                 .map_err(|e| AgentError::Command { program: "inventory".into(), message: e.to_string() })?;
-            let (body, sent) = build_checkin(snapshot, &ack);
+            let in_flux = jobs.zip(mark).is_some_and(|(jobs, mark)| !jobs.quiet_since(mark));
+            let (body, sent) = if in_flux {
+                tracing::debug!("a job is changing packages: checking in without the inventory");
+                facts_only(snapshot.facts, &ack)
+            } else {
+                build_checkin(snapshot, &ack)
+            };
             let response: CheckInResponse = http::post_json(&self.client, &self.checkin_url, &body).await?;
             checkins += 1;
             inventory_sent |= sent.is_some();
@@ -155,10 +169,15 @@ pub fn build_checkin(snapshot: Snapshot, ack: &InventoryAck) -> (CheckIn, Option
         }
         Err(e) => {
             tracing::warn!(error = %e, "inventory collection failed; checking in with facts only");
-            let digest = ack.acked().unwrap_or_default().to_string();
-            (CheckIn { facts: snapshot.facts, inventory_digest: digest, inventory: None }, None)
+            facts_only(snapshot.facts, ack)
         }
     }
+}
+
+/// A check-in without the inventory, naming the digest the server already holds.
+fn facts_only(facts: HostFacts, ack: &InventoryAck) -> (CheckIn, Option<String>) {
+    let digest = ack.acked().unwrap_or_default().to_string();
+    (CheckIn { facts, inventory_digest: digest, inventory: None }, None)
 }
 
 /// The foreground loop. With `once`: one cycle, its error is returned.
@@ -174,7 +193,7 @@ pub async fn run(state: StateDir, once: bool) -> Result<()> {
     jobs.start(agent.client.clone(), http::join(&agent.config.agent_url, proto::jobs::JOBS_POLL_PATH)?);
     let mut backoff = Backoff::default();
     loop {
-        let delay = match agent.cycle().await {
+        let delay = match agent.cycle_beside(Some(&jobs)).await {
             Ok(report) => {
                 backoff.reset();
                 jobs.offer(report.response.jobs);

@@ -20,6 +20,11 @@
 //! check-in loop keeps running while a job runs (its blocking steps are in
 //! `spawn_blocking`); the long poll waits while the worker is busy. On start the worker is
 //! busy with recovery (see [`worker`]) before it takes new jobs.
+//!
+//! While a job may be changing packages (from its before snapshot to its after snapshot, or
+//! while the recovery waits for an interrupted one), the check-in loop sends no inventory: an
+//! inventory read across a transaction can mix states (rpm's list from before it, dnf's
+//! pending updates from after it). [`Jobs::flux_mark`] and [`Jobs::quiet_since`] let it tell.
 
 pub mod hook;
 pub mod intake;
@@ -36,6 +41,7 @@ pub mod worker;
 
 use std::collections::HashSet;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::{watch, Notify};
@@ -76,6 +82,17 @@ struct Inner {
     busy: watch::Sender<bool>,
     /// Signalled after every job, so the check-in loop reports the new inventory at once.
     finished: Notify,
+    /// Starts plus ends of the spans in which a job may change packages (odd: inside one).
+    flux: AtomicU64,
+}
+
+/// One span in which a job may change packages; ends when dropped.
+pub(crate) struct Flux(Jobs);
+
+impl Drop for Flux {
+    fn drop(&mut self) {
+        self.0.inner.flux.fetch_add(1, Ordering::SeqCst);
+    }
 }
 
 #[derive(Default)]
@@ -125,6 +142,7 @@ impl Jobs {
                 shared: Mutex::new(Shared::default()),
                 busy: watch::Sender::new(true),
                 finished: Notify::new(),
+                flux: AtomicU64::new(0),
             }),
         })
     }
@@ -144,6 +162,23 @@ impl Jobs {
 
     pub fn is_busy(&self) -> bool {
         *self.inner.busy.borrow()
+    }
+
+    /// Take before reading the inventory; see [`Jobs::quiet_since`].
+    pub fn flux_mark(&self) -> u64 {
+        self.inner.flux.load(Ordering::SeqCst)
+    }
+
+    /// Whether no job changed (or could have changed) packages since `mark` was taken, so an
+    /// inventory read in between is consistent.
+    pub fn quiet_since(&self, mark: u64) -> bool {
+        mark.is_multiple_of(2) && self.flux_mark() == mark
+    }
+
+    /// Marks the start of a span in which packages may change, until the guard drops.
+    pub(crate) fn enter_flux(&self) -> Flux {
+        self.inner.flux.fetch_add(1, Ordering::SeqCst);
+        Flux(self.clone())
     }
 
     fn shared(&self) -> MutexGuard<'_, Shared> {

@@ -53,11 +53,13 @@ impl Jobs {
                 tracing::warn!(job_id = %entry.job_id, stage = ?entry.stage, "job was interrupted by an agent restart; reporting what changed");
                 let jobs = self.clone();
                 let snapshot = entry.clone();
+                let flux = self.enter_flux();
                 let outcome = tokio::task::spawn_blocking(move || {
                     let env = jobs.env();
                     runner::interrupted(&snapshot, &env, &jobs.inner.lock)
                 })
                 .await;
+                drop(flux);
                 match outcome {
                     Ok(outcome) => self.finish_and_report(entry, outcome).await,
                     Err(e) => {
@@ -117,6 +119,8 @@ impl Jobs {
             }
         }
 
+        // From the before snapshot to the after snapshot (ends on every return below).
+        let flux = self.enter_flux();
         let Some((prepared, back)) = self.blocking(entry.clone(), |jobs, e| runner::prepare(e, &jobs.env())).await
         else {
             return;
@@ -124,7 +128,10 @@ impl Jobs {
         *entry = back;
         match prepared {
             Ok(Prepared::Ready) => {}
-            Ok(Prepared::Done(outcome)) => return self.finish_and_report(entry, outcome).await,
+            Ok(Prepared::Done(outcome)) => {
+                drop(flux);
+                return self.finish_and_report(entry, outcome).await;
+            }
             Err(e) => return self.journal_failed(entry, &e),
         }
 
@@ -143,6 +150,7 @@ impl Jobs {
             return;
         };
         *entry = back;
+        drop(flux);
         match executed {
             Ok(outcome) => self.finish_and_report(entry, outcome).await,
             Err(e) => self.journal_failed(entry, &e),

@@ -49,10 +49,13 @@ async fn a_job_runs_once_and_reports_versions_from_the_package_database() {
     assert_eq!(host.applies(), 1);
     assert!(host.lines("apply.log")[0].contains("upgrade --with-new-pkgs"), "{:?}", host.lines("apply.log"));
 
-    // Journal: finished and acknowledged; the output log kept next to it.
-    let journal = host.journal("job-run");
-    assert_eq!(journal["phase"], "finished");
-    assert_eq!(journal["report"]["status"], "acknowledged");
+    // Journal: finished and acknowledged (journaled once the server's answer is in, just
+    // after the server recorded the report); the output log kept next to it.
+    host.wait("the acknowledgement in the journal", 30, || {
+        (host.journal("job-run")["report"]["status"] == "acknowledged").then_some(())
+    })
+    .await;
+    assert_eq!(host.journal("job-run")["phase"], "finished");
     let log = std::fs::read_to_string(host.journal_dir().join("job-run.log")).unwrap();
     assert!(log.contains("Setting up updates"));
 
@@ -226,4 +229,36 @@ async fn no_reboot_when_the_server_ended_the_job_otherwise_meanwhile() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(host.lines("reboots").is_empty(), "rebooted although the server had ended the job");
     assert_eq!(host.journal("job-late-result")["reboot"]["status"], "not_needed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_inventory_travels_while_a_job_may_be_changing_packages() {
+    let server = start().await;
+    let mut host = Host::enroll(&server).await;
+    host.start(Some("before_exec"));
+    let has_inventory = |from: usize| server.checkins.lock().unwrap().iter().skip(from).any(|c| c.inventory.is_some());
+    host.wait("the first inventory", 30, || has_inventory(0).then_some(())).await;
+    server.jobs.dispatch(server.jobs.sign(&spec("job-flux")));
+    host.wait("the job to stop before apt-get", 30, || host.paused("job-flux", "before_exec").then_some(())).await;
+
+    // The database changes under the job (as during a transaction): check-ins go on, without
+    // an inventory, until the job is over.
+    let from = server.checkins.lock().unwrap().len();
+    let db = std::fs::read_to_string(host.fake("db")).unwrap().replace("openssl\t3.0.11-1", "openssl\t3.0.13-1");
+    std::fs::write(host.fake("db"), db).unwrap();
+    host.wait("three more check-ins", 30, || (server.checkins.lock().unwrap().len() >= from + 3).then_some(())).await;
+    assert!(!has_inventory(from), "an inventory was sent while the job was between its snapshots");
+
+    // After the restart the job is reported interrupted, then the new inventory goes out.
+    host.kill9();
+    host.start(None);
+    let event = host.terminal(&server, "job-flux", 60).await;
+    assert_eq!(event.state, JobState::Interrupted, "{event:?}");
+    assert_eq!(change_of(&event, "openssl"), upgraded("3.0.11-1", "3.0.13-1"));
+    host.wait("the inventory with the new openssl", 30, || {
+        let checkins = server.checkins.lock().unwrap();
+        let newest = checkins.iter().rev().find_map(|c| c.inventory.as_ref())?;
+        newest.installed.iter().any(|p| p.name == "openssl" && p.version == "3.0.13-1").then_some(())
+    })
+    .await;
 }
