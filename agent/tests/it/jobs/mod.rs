@@ -9,12 +9,15 @@
 //! - `crash`: `kill -9` of the agent at every stage; redelivery of finished jobs.
 //! - `real_apt`: one job with the real apt-get and dpkg (root; the local test repository of
 //!   `end2end/fixtures/deb`).
+//! - `real_rpm`: check-in inventory, dry run, exclusion and security jobs with the real dnf
+//!   and the real zypper on an install root (`end2end/fixtures/rpm`).
 //! - `dnf_crash`: `kill -9` while a (fake, slow) dnf runs on an install root: the restarted
 //!   agent waits for dnf as dnf really locks (PID files, and no lock at all part of the time).
 
 mod crash;
 mod dnf_crash;
 mod real_apt;
+mod real_rpm;
 mod refuse;
 mod run;
 
