@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::db::Db;
 use super::error::Result;
-use super::{ca, certs, job_signing, sessions};
+use super::{ca, certs, job_signing, jobs, sessions};
 
 /// Runtime settings the backend needs (validated by the server's config module).
 #[derive(Debug, Clone)]
@@ -50,6 +50,8 @@ pub struct AppState {
     pub certs: Arc<certs::CertRegistry>,
     /// Signs patch jobs; agents pin its public key at enrollment.
     pub job_signer: Arc<job_signing::JobSigner>,
+    /// Wakes agents' long polls when a job is dispatched to them.
+    pub job_hub: Arc<jobs::notify::Hub>,
     /// JWT signing/verification keys (identity).
     pub keys: Arc<sessions::KeySet>,
     /// Bounds concurrent Argon2 work (one permit per CPU).
@@ -72,6 +74,7 @@ impl AppState {
             ca,
             certs,
             job_signer,
+            job_hub: Arc::new(jobs::notify::Hub::new()),
             keys,
             password_limiter,
         })
