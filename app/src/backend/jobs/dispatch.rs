@@ -16,15 +16,15 @@ pub const MAX_JOB_ID_LEN: usize = 64;
 /// At most this many jobs in one answer (a host rarely has more than one in flight).
 const MAX_JOBS_PER_ANSWER: i64 = 20;
 
-/// The instruction for `host_id`. A dry run never reboots and runs no hooks: it only
-/// reports the agent's plan.
-pub fn spec_for(job: &JobRow, host_id: &str, now: i64, not_after: i64) -> JobSpec {
+/// The instruction for `host_id`, to be started in `[not_before, not_after)`. A dry run
+/// never reboots and runs no hooks: it only reports the agent's plan.
+pub fn spec_for(job: &JobRow, host_id: &str, now: i64, (not_before, not_after): (i64, i64)) -> JobSpec {
     let dry = job.mode == JobMode::DryRun;
     JobSpec {
         job_id: job.id.clone(),
         host_id: host_id.to_string(),
         issued_at: now,
-        not_before: now,
+        not_before,
         not_after,
         mode: model::wire_mode(job.mode),
         scope: job.scope.clone(),

@@ -35,6 +35,8 @@ pub const TICK_MILLIS: u64 = 1000;
 /// How long the server waits for a host to come back from a reboot it asked for.
 pub const REBOOT_TIMEOUT_SECS: i64 = 30 * 60;
 pub const DEADLINE_REASON: &str = "host did not pick up the job before its deadline";
+/// How far a "now" job's `not_before` lies before its creation (agents' clocks differ).
+pub const CLOCK_SKEW_SECS: i64 = 300;
 
 /// States of a host still being worked on (counted against M, block the wave).
 const IN_FLIGHT: &str = "('dispatched', 'received', 'running')";
@@ -123,14 +125,18 @@ async fn wave_state(conn: &mut Conn, job_id: &str, wave: i64) -> Result<WaveStat
     Ok(WaveState { size: row.try_get("size")?, unsettled: row.try_get("unsettled")?, failures: row.try_get("failures")? })
 }
 
-/// The deadline a spec dispatched now gets, or None when the schedule does not allow a
-/// dispatch now.
-fn dispatch_deadline(job: &JobRow, now: i64) -> Result<Option<i64>> {
+/// `[not_before, not_after)` of a spec dispatched now, or None when the schedule does not
+/// allow a dispatch now. In a window: the open occurrence (the agent refuses to start outside
+/// it). At a time: from that time. Now: from a little before now, so an agent whose clock is
+/// slightly behind does not refuse a job meant to run at once.
+fn dispatch_bounds(job: &JobRow, now: i64) -> Result<Option<(i64, i64)>> {
+    let not_after = now + job.start_within_secs;
     match job.schedule {
-        ScheduleKind::Now | ScheduleKind::At => Ok((now >= job.start_at).then_some(now + job.start_within_secs)),
+        ScheduleKind::Now => Ok((now >= job.start_at).then_some((job.start_at - CLOCK_SKEW_SECS, not_after))),
+        ScheduleKind::At => Ok((now >= job.start_at).then_some((job.start_at, not_after))),
         ScheduleKind::Window => {
             let w = Window::parse(&job.window_spec)?;
-            Ok(w.open_at(now)?.map(|o| o.end))
+            Ok(w.open_at(now)?.map(|o| (o.start, o.end)))
         }
     }
 }
@@ -211,7 +217,7 @@ async fn step(state: &AppState, job_id: &str, now: i64) -> Result<Step> {
         tracing::info!(job_id, wave = job.current_wave, "next wave");
     }
 
-    let Some(not_after) = dispatch_deadline(&job, now)? else {
+    let Some(bounds) = dispatch_bounds(&job, now)? else {
         tx.commit().await?;
         return Ok(out);
     };
@@ -235,7 +241,7 @@ async fn step(state: &AppState, job_id: &str, now: i64) -> Result<Step> {
         .await?;
         for r in &rows {
             let host_id: String = r.try_get("host_id")?;
-            let signed = state.job_signer.sign(&dispatch::spec_for(&job, &host_id, now, not_after))?;
+            let signed = state.job_signer.sign(&dispatch::spec_for(&job, &host_id, now, bounds))?;
             let done = sqlx::query(
                 "UPDATE job_hosts SET state = 'dispatched', spec_b64 = $1, signature_b64 = $2, key_id = $3, \
                  not_after = $4, dispatched_at = $5 WHERE job_id = $6 AND host_id = $7 AND state = 'queued'",
@@ -243,7 +249,7 @@ async fn step(state: &AppState, job_id: &str, now: i64) -> Result<Step> {
             .bind(&signed.spec_b64)
             .bind(&signed.signature_b64)
             .bind(&signed.key_id)
-            .bind(not_after)
+            .bind(bounds.1)
             .bind(now)
             .bind(job_id)
             .bind(&host_id)

@@ -45,7 +45,7 @@ async fn canary_then_batches_never_more_than_m_in_flight() {
     assert_eq!(specs.len(), 1);
     let spec = &specs[0];
     assert_eq!((spec.job_id.as_str(), spec.host_id.as_str()), (job.as_str(), "h1"));
-    assert_eq!((spec.not_before, spec.not_after), (NOW, NOW + 3600));
+    assert_eq!((spec.not_before, spec.not_after), (NOW - scheduler::CLOCK_SKEW_SECS, NOW + 3600));
     assert_eq!(spec.mode, WireMode::Apply);
     assert!(pending(&fx.state, "h2", NOW).await.is_empty());
     // Re-ticking while the canary runs dispatches nothing more.
@@ -167,7 +167,7 @@ async fn window_schedule_dispatches_only_inside_and_deadline_skips() {
     let r = tick(&fx.state, NOW + 3600 + 60).await;
     assert_eq!(r.dispatched.len(), 2);
     let spec = &pending(&fx.state, "h1", NOW + 3600 + 60).await[0];
-    assert_eq!((spec.not_before, spec.not_after), (NOW + 3660, NOW + 7200));
+    assert_eq!((spec.not_before, spec.not_after), (NOW + 3600, NOW + 7200));
     run_host(fx.db(), "h1", &job, JobState::Succeeded, NOW + 3700).await;
     // h2 never picks its job up: at the window's end it is skipped, and the job completes.
     assert!(pending(&fx.state, "h2", NOW + 7200).await.is_empty());
@@ -192,7 +192,9 @@ async fn window_schedule_dispatches_only_inside_and_deadline_skips() {
     req.at = "2027-01-15 12:00 Europe/Berlin".into();
     let job = create_job(&fx, &req, NOW).await;
     assert!(tick(&fx.state, NOW + 3 * 3600 - 1).await.dispatched.is_empty());
-    assert_eq!(tick(&fx.state, NOW + 3 * 3600).await.dispatched, vec![(job, "h1".to_string())]);
+    assert_eq!(tick(&fx.state, NOW + 3 * 3600).await.dispatched, vec![(job.clone(), "h1".to_string())]);
+    let spec = &pending(&fx.state, "h1", NOW + 3 * 3600).await[0];
+    assert_eq!((spec.job_id.as_str(), spec.not_before), (job.as_str(), NOW + 3 * 3600));
     fx.finish().await;
 }
 
