@@ -190,7 +190,7 @@ mod tests {
         }
         update(db, &Actor::Cli, &h.id, "drain", &["/bin/true".to_string()], 5, NOW + 1).await.unwrap();
         assert!(matches!(update(db, &Actor::Cli, "nope", "y", &argv, 5, NOW).await, Err(BackendError::NotFound)));
-        let cmds = commands(db, &[h.id.clone()]).await.unwrap();
+        let cmds = commands(db, std::slice::from_ref(&h.id)).await.unwrap();
         assert_eq!(cmds, vec![HookCommand { name: "drain".into(), argv: vec!["/bin/true".into()], timeout_secs: 5 }]);
         assert_eq!(commands(db, &["nope".to_string()]).await.unwrap_err().code(), "invalid_input");
         delete(db, &Actor::Cli, &h.id, NOW).await.unwrap();

@@ -111,13 +111,13 @@ struct WaveState {
 }
 
 async fn wave_state(conn: &mut Conn, job_id: &str, wave: i64) -> Result<WaveState> {
-    let row = sqlx::query(&format!(
+    let row = sqlx::query(
         "SELECT COUNT(*) AS size, \
          COALESCE(SUM(CASE WHEN state IN ('queued', 'dispatched', 'received', 'running') OR reboot_state = 'pending' \
          THEN 1 ELSE 0 END), 0) AS unsettled, \
          COALESCE(SUM(CASE WHEN state IN ('failed', 'interrupted') THEN 1 ELSE 0 END), 0) AS failures \
-         FROM job_hosts WHERE job_id = $1 AND wave = $2"
-    ))
+         FROM job_hosts WHERE job_id = $1 AND wave = $2",
+    )
     .bind(job_id)
     .bind(wave)
     .fetch_one(&mut *conn)

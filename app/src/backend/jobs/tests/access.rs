@@ -101,14 +101,14 @@ async fn operators_target_and_see_only_their_groups() {
     let ga = groups::create(db, &Actor::Cli, "A", NOW).await.unwrap();
     let gb = groups::create(db, &Actor::Cli, "B", NOW).await.unwrap();
     for (h, g) in [("a1", &ga.id), ("a2", &ga.id), ("b1", &gb.id)] {
-        groups::set_host_groups(db, &Actor::Cli, h, &[g.clone()], NOW).await.unwrap();
+        groups::set_host_groups(db, &Actor::Cli, h, std::slice::from_ref(g), NOW).await.unwrap();
     }
     let mut tx = db.begin().await.unwrap();
     crate::backend::users::insert_user(&mut tx, &Actor::Cli, "op", "!", Role::Operator, None, NOW).await.unwrap();
     tx.commit().await.unwrap();
     let op_id: String = sqlx::query("SELECT id FROM users WHERE username = 'op'").fetch_one(&db.pool).await.unwrap().try_get("id").unwrap();
     let mut tx = db.begin().await.unwrap();
-    groups::set_user_groups(&mut tx, &Actor::Cli, &op_id, &[ga.id.clone()], NOW).await.unwrap();
+    groups::set_user_groups(&mut tx, &Actor::Cli, &op_id, std::slice::from_ref(&ga.id), NOW).await.unwrap();
     tx.commit().await.unwrap();
     let op = Caller { principal: Principal { user_id: op_id.clone(), ..operator().principal } };
     let scope = op.scope();
