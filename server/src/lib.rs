@@ -7,8 +7,10 @@
 //! - [`tls`]: rustls configs (TLS 1.3 only; agent mTLS verifier backed by the cert registry).
 //! - [`listener`]: accept loop (TLS handshake timeout, HTTP/1.1 + HTTP/2, graceful shutdown).
 //! - [`web`]: web listener router (enrollment API, Leptos pages/server fns, static files).
-//! - [`agent_api`]: agent listener router (check-ins, per-request certificate re-check).
-//! - [`run_with`]: starts both listeners and the background workers; used by `serve` and by
+//! - [`agent_api`]: agent listener router (check-ins, job poll and events, per-request
+//!   certificate re-check).
+//! - [`run_with`]: starts both listeners and the background workers (certificate registry and
+//!   JWT key refreshers, the job scheduler); used by `serve` and by
 //!   the integration tests (which bind `127.0.0.1:0`).
 
 pub mod agent_api;
@@ -80,14 +82,24 @@ pub async fn run_with(
     let agent = tokio::spawn(listener::serve(agent_listener, agent_tls, agent_router, stop_rx.clone()));
     let refresher =
         tokio::spawn(refresh_registry(state.clone(), Duration::from_secs(config.cert_refresh_secs), stop_rx.clone()));
-    let key_refresher = tokio::spawn(refresh_keys(state.clone(), stop_rx));
+    let key_refresher = tokio::spawn(refresh_keys(state.clone(), stop_rx.clone()));
+    let scheduler = tokio::spawn(run_scheduler(state.clone(), stop_rx));
     tracing::info!(%web_addr, %agent_addr, "listening");
 
+    let hub = state.job_hub.clone();
     let join = tokio::spawn(async move {
         shutdown.await;
         tracing::info!("shutting down");
+        // Long polls answer at once, so connections drain within the grace period.
+        hub.close();
         let _ = stop_tx.send(true);
-        for (name, task) in [("web", web), ("agent", agent), ("registry refresher", refresher), ("key refresher", key_refresher)] {
+        for (name, task) in [
+            ("web", web),
+            ("agent", agent),
+            ("registry refresher", refresher),
+            ("key refresher", key_refresher),
+            ("job scheduler", scheduler),
+        ] {
             if let Err(e) = task.await {
                 tracing::error!(task = name, error = %e, "task failed");
             }
@@ -127,6 +139,34 @@ async fn refresh_keys(state: AppState, mut stop: watch::Receiver<bool>) {
                 if let Err(e) = state.keys.refresh(&state.db, state.settings.jwt_rotation_secs, now_unix()).await {
                     tracing::warn!(error = %e, "JWT key refresh failed");
                 }
+            }
+        }
+    }
+}
+
+/// Replicas' clocks may disagree by this much when one wakes polls for another's dispatches.
+const WAKE_SLACK_SECS: i64 = 5;
+
+/// The job scheduler of this replica (see `app::backend::jobs::scheduler` for why several may
+/// run on one database), and the watcher that wakes this replica's long polls for jobs other
+/// replicas dispatched: one query per tick, whatever the number of waiting agents.
+async fn run_scheduler(state: AppState, mut stop: watch::Receiver<bool>) {
+    use app::backend::jobs::{dispatch, scheduler};
+    let mut tick = tokio::time::interval(Duration::from_millis(scheduler::TICK_MILLIS));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut since = now_unix();
+    loop {
+        tokio::select! {
+            _ = listener::stopped(&mut stop) => return,
+            _ = tick.tick() => {
+                let now = now_unix();
+                if let Err(e) = scheduler::tick(&state, now).await {
+                    tracing::warn!(error = %e, "job scheduler tick failed");
+                }
+                if let Err(e) = dispatch::wake_recent(&state, since - WAKE_SLACK_SECS).await {
+                    tracing::warn!(error = %e, "waking job polls failed");
+                }
+                since = now;
             }
         }
     }

@@ -7,6 +7,8 @@
 //! - `hosts`: host list and detail, installed packages, pending updates.
 //! - `enroll`: enrollment tokens (admin).
 //! - `groups`, `users`: host groups and user management (admin).
+//! - `jobs`, `job_dto`: patch jobs (preview, create, list, detail, cancel, resume, results);
+//!   `hooks`: Admin-defined pre/post commands.
 //! - `ctx` (server only): `AppState`, cookies, client address, `require_user`.
 //!
 //! Every endpoint has a fixed path under `/api/` (`auth/*` must stay reachable without a
@@ -18,5 +20,8 @@ pub mod dto;
 pub mod enroll;
 pub mod error;
 pub mod groups;
+pub mod hooks;
 pub mod hosts;
+pub mod job_dto;
+pub mod jobs;
 pub mod users;

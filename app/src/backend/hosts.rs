@@ -1,4 +1,4 @@
-//! Enrolled hosts: check-ins (facts, last seen, inventory digest) and the fleet list.
+//! Enrolled hosts: check-ins (facts, last seen, boot id, inventory digest) and the fleet list.
 //!
 //! Check-ins are not audited (one per host per minute would drown the log); they are
 //! authenticated by the host's certificate before they reach this module.
@@ -13,6 +13,7 @@ use super::groups;
 use super::db::Db;
 use super::error::{BackendError, Result};
 use super::inventory;
+use super::jobs;
 use crate::api::dto::{HostDetail, HostQuery, HostSummary, Page, StatusFilter};
 
 /// Facts are free text from the host: stored clipped to this many characters.
@@ -51,7 +52,9 @@ pub(crate) fn like_pattern(term: &str) -> String {
 
 /// Records a check-in: facts and `last_seen` every time; the inventory (digest recomputed
 /// here, the agent's is not trusted) when the agent sent one. `send_inventory` asks for the
-/// full inventory when the stored digest differs from the one the agent reported.
+/// full inventory when the stored digest differs from the one the agent reported; `jobs`
+/// carries the jobs dispatched to the host and not yet acknowledged. A new boot id settles a
+/// reboot a job was waiting for.
 #[tracing::instrument(skip_all, fields(host_id = %host_id))]
 pub async fn record_checkin(
     db: &Db,
@@ -67,7 +70,7 @@ pub async fn record_checkin(
         "UPDATE hosts SET last_seen = $1, \
          hostname = CASE WHEN $2 = '' THEN hostname ELSE $2 END, \
          os_id = $3, os_version_id = $4, os_pretty_name = $5, kernel = $6, arch = $7, \
-         uptime_seconds = $8, reboot_required = $9, agent_version = $10 \
+         uptime_seconds = $8, reboot_required = $9, agent_version = $10, boot_id = $12 \
          WHERE id = $11 RETURNING inventory_digest",
     )
     .bind(now)
@@ -81,10 +84,16 @@ pub async fn record_checkin(
     .bind(i64::from(f.reboot_required))
     .bind(clip(&f.agent_version))
     .bind(host_id)
+    .bind(clip(&f.boot_id))
     .fetch_optional(&mut *tx)
     .await?
     .ok_or(BackendError::NotFound)?;
     let mut stored_digest: String = row.try_get("inventory_digest")?;
+    // A reboot a job asked for is over once the host reports a new boot id.
+    let rebooted = jobs::results::observe_boot(&mut tx, host_id, &clip(&f.boot_id)).await?;
+    if rebooted > 0 {
+        tracing::info!(jobs = rebooted, "host is back from a job's reboot");
+    }
 
     if let Some(inv) = &checkin.inventory {
         let counts = inventory::replace(&mut tx, host_id, inv).await?;
@@ -116,7 +125,8 @@ pub async fn record_checkin(
     Ok(CheckInResponse {
         send_inventory: stored_digest != checkin.inventory_digest,
         next_checkin_seconds: checkin_interval_secs,
-        jobs: Vec::new(),
+        // Dispatched and not yet acknowledged: re-sent until the agent says `Received`.
+        jobs: jobs::dispatch::pending_for_host(db, host_id, now).await?,
     })
 }
 

@@ -8,6 +8,7 @@
 //! - `ca`, `certs`: internal CA (rcgen) and the host-certificate registry (serials, revocation).
 //! - `enrollment`: one-time enrollment tokens and CSR signing.
 //! - `job_signing`: the Ed25519 key that signs patch jobs (pinned by agents at enrollment).
+//! - `jobs`: patch jobs (creation, scheduler, dispatch, agent results, hooks).
 //! - `hosts`, `inventory`: check-ins, facts, installed packages and pending updates.
 //! - `users`, `passwords`, `mfa`, `sessions`: identity (Argon2id, TOTP, EdDSA JWT, refresh tokens).
 //! - `access`: the caller re-checked per request, and the host scope (Admin: all; Operator: their groups).
@@ -23,6 +24,7 @@ pub mod error;
 pub mod groups;
 pub mod hosts;
 pub mod job_signing;
+pub mod jobs;
 pub mod inventory;
 pub mod mfa;
 pub mod passwords;

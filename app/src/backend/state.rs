@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::db::Db;
 use super::error::Result;
-use super::{ca, certs, job_signing, passwords, sessions};
+use super::{ca, certs, job_signing, jobs, passwords, sessions};
 
 /// Runtime settings the backend needs (validated by the server's config module).
 #[derive(Debug, Clone)]
@@ -55,6 +55,8 @@ pub struct AppState {
     pub certs: Arc<certs::CertRegistry>,
     /// Signs patch jobs; agents pin its public key at enrollment.
     pub job_signer: Arc<job_signing::JobSigner>,
+    /// Wakes agents' long polls when a job is dispatched to them.
+    pub job_hub: Arc<jobs::notify::Hub>,
     /// JWT signing/verification keys (identity).
     pub keys: Arc<sessions::KeySet>,
     /// Argon2 parameters and the bound on concurrent hashing (one permit per CPU).
@@ -78,6 +80,7 @@ impl AppState {
             ca,
             certs,
             job_signer,
+            job_hub: Arc::new(jobs::notify::Hub::new()),
             keys,
             password_limiter,
         })

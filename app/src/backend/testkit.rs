@@ -14,6 +14,8 @@ use super::state::{AppState, Settings};
 
 pub struct TestDb {
     pub db: Db,
+    /// What `db` was connected with (a second pool on the same database: another replica).
+    pub url: String,
     /// Temp dir for the SQLite file and for data dirs (CA, keys) of this test.
     pub dir: tempfile::TempDir,
     pg_name: Option<String>,
@@ -47,7 +49,7 @@ pub async fn test_db() -> TestDb {
     };
     let db = Db::connect(&url).await.expect("connect test database");
     db.migrate().await.expect("migrate test database");
-    TestDb { db, dir, pg_name }
+    TestDb { db, url, dir, pg_name }
 }
 
 impl TestDb {

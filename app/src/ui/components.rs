@@ -38,6 +38,7 @@ pub fn Layout(#[prop(into)] title: String, children: Children) -> impl IntoView 
                 </a>
                 <nav class="nav">
                     <A href="/hosts" attr:class=move || nav_class("/hosts")>"Hosts"</A>
+                    <A href="/jobs" attr:class=move || nav_class("/jobs")>"Patch jobs"</A>
                     <Transition fallback=|| ()>
                         {move || Suspend::new(async move {
                             let is_admin = matches!(me.await, Ok(Some(m)) if m.role == Role::Admin);
@@ -45,6 +46,7 @@ pub fn Layout(#[prop(into)] title: String, children: Children) -> impl IntoView 
                                 <A href="/enroll" attr:class=move || nav_class("/enroll")>"Enroll a host"</A>
                                 <A href="/groups" attr:class=move || nav_class("/groups")>"Host groups"</A>
                                 <A href="/users" attr:class=move || nav_class("/users")>"Users"</A>
+                                <A href="/hooks" attr:class=move || nav_class("/hooks")>"Hooks"</A>
                             })
                         })}
                     </Transition>

@@ -1,4 +1,5 @@
-//! `/hosts/:id`: facts, pending updates, installed packages (search + pagination in the URL).
+//! `/hosts/:id`: facts, pending updates, patch-job history, installed packages (search +
+//! pagination in the URL).
 
 use leptos::prelude::*;
 use leptos_meta::Title;
@@ -11,6 +12,9 @@ use crate::api::auth::current_user;
 use crate::api::dto::{GroupRef, HostDetail, Role, UpdateRow};
 use crate::api::groups::list_groups;
 use crate::api::hosts::{get_host, host_packages, host_updates, SetHostGroups};
+use crate::api::job_dto::HostJobRow;
+use crate::api::jobs::host_jobs;
+use super::jobs::{host_state_class, mode_label, StatusBadge};
 
 fn packages_href(host_id: &str, search: &str, page: u32) -> String {
     let mut parts = Vec::new();
@@ -34,6 +38,7 @@ pub fn HostDetailPage() -> impl IntoView {
 
     let host = Resource::new(move || host_id.get(), get_host);
     let updates = Resource::new(move || host_id.get(), host_updates);
+    let history = Resource::new(move || host_id.get(), host_jobs);
     let packages = Resource::new(
         move || (host_id.get(), pkg_search.get(), pkg_page.get()),
         |(id, search, page)| host_packages(id, search, page),
@@ -71,6 +76,23 @@ pub fn HostDetailPage() -> impl IntoView {
                         match updates.await {
                             Err(e) => view! { <ErrorBox error=e/> }.into_any(),
                             Ok(rows) => view! { <UpdatesTable rows=rows/> }.into_any(),
+                        }
+                    })}
+                </Suspense>
+            </section>
+
+            <section class="card">
+                <div class="host-head">
+                    <h2>"Patch jobs"</h2>
+                    <a id=ids::HOST_NEW_JOB class="btn btn-primary btn-small" href=move || format!("{}?host={}", ids::ROUTE_JOB_NEW, encode(&host_id.get()))>
+                        "Patch this host"
+                    </a>
+                </div>
+                <Suspense fallback=|| view! { <p class="muted">"Loading jobs…"</p> }>
+                    {move || Suspend::new(async move {
+                        match history.await {
+                            Err(e) => view! { <ErrorBox error=e/> }.into_any(),
+                            Ok(rows) => view! { <JobHistory rows=rows/> }.into_any(),
                         }
                     })}
                 </Suspense>
@@ -239,6 +261,38 @@ fn UpdatesTable(rows: Vec<UpdateRow>) -> impl IntoView {
                         <td class="muted">{u.source}</td>
                         <td>{u.security.then(|| view! { <span class="badge badge-security">"security"</span> })}</td>
                     </tr>
+                }).collect_view()}
+            </tbody>
+        </table>
+    }
+    .into_any()
+}
+
+#[component]
+fn JobHistory(rows: Vec<HostJobRow>) -> impl IntoView {
+    if rows.is_empty() {
+        return view! { <div class="empty">"No patch jobs for this host yet."</div> }.into_any();
+    }
+    view! {
+        <table id=ids::HOST_JOBS class="table table-compact">
+            <thead>
+                <tr><th>"Job"</th><th>"Mode"</th><th>"Job status"</th><th>"This host"</th><th class="num">"Changes"</th><th>"Reason"</th><th>"Created"</th></tr>
+            </thead>
+            <tbody>
+                {rows.into_iter().map(|r| {
+                    let state = if r.state.is_terminal() && r.reboot_state == "pending" { "rebooting" } else { r.state.label() };
+                    let name = if r.title.is_empty() { format!("Job {}", r.job_id.chars().take(8).collect::<String>()) } else { r.title.clone() };
+                    view! {
+                        <tr data-job-id=r.job_id.clone()>
+                            <td><a href=format!("{}/{}", ids::ROUTE_JOBS, r.job_id)>{name}</a></td>
+                            <td>{mode_label(r.mode)}</td>
+                            <td><StatusBadge status=r.status/></td>
+                            <td><span class=host_state_class(state)>{state}</span></td>
+                            <td class="num">{r.change_count}</td>
+                            <td class="muted">{r.reason}</td>
+                            <td class="muted">{format::datetime(r.created_at)}</td>
+                        </tr>
+                    }
                 }).collect_view()}
             </tbody>
         </table>

@@ -9,6 +9,9 @@ pub const ROUTE_USERS: &str = "/users";
 pub const ROUTE_GROUPS: &str = "/groups";
 pub const ROUTE_INVITE: &str = "/invite";
 pub const ROUTE_ACCOUNT: &str = "/account";
+pub const ROUTE_JOBS: &str = "/jobs";
+pub const ROUTE_JOB_NEW: &str = "/jobs/new";
+pub const ROUTE_HOOKS: &str = "/hooks";
 
 /// `<body data-hydrated="true">` once the WASM has hydrated the page.
 pub const HYDRATED_ATTR: &str = "data-hydrated";
@@ -112,6 +115,64 @@ pub const GROUP_FORM: &str = "group-form";
 pub const GROUP_NAME: &str = "group-name";
 pub const GROUP_SUBMIT: &str = "group-submit";
 pub const GROUPS_TABLE: &str = "groups-table";
+
+// Patch jobs: list
+pub const JOBS_TABLE: &str = "jobs-table";
+/// Row of one job: `job-row-<job id>`.
+pub const JOB_ROW_PREFIX: &str = "job-row-";
+pub const NEW_JOB_LINK: &str = "new-job-link";
+
+// Patch jobs: new-job form
+pub const JOB_FORM: &str = "job-form";
+pub const JOB_TITLE: &str = "job-title";
+pub const JOB_HOST_FILTER: &str = "job-host-filter";
+pub const JOB_HOSTS: &str = "job-hosts";
+pub const JOB_GROUPS: &str = "job-groups";
+pub const JOB_MODE: &str = "job-mode";
+pub const JOB_SCOPE: &str = "job-scope";
+pub const JOB_PACKAGES: &str = "job-packages";
+pub const JOB_EXCLUDE: &str = "job-exclude";
+pub const JOB_SCHEDULE: &str = "job-schedule";
+pub const JOB_AT: &str = "job-at";
+pub const JOB_WINDOW: &str = "job-window";
+pub const JOB_START_WITHIN: &str = "job-start-within";
+pub const JOB_CANARY: &str = "job-canary";
+pub const JOB_BATCH: &str = "job-batch";
+pub const JOB_BATCH_PERCENT: &str = "job-batch-percent";
+pub const JOB_MAX_CONCURRENT: &str = "job-max-concurrent";
+pub const JOB_THRESHOLD: &str = "job-threshold";
+pub const JOB_REBOOT: &str = "job-reboot";
+pub const JOB_PRE_HOOKS: &str = "job-pre-hooks";
+pub const JOB_POST_HOOKS: &str = "job-post-hooks";
+pub const JOB_PREVIEW_BUTTON: &str = "job-preview-button";
+pub const JOB_PREVIEW: &str = "job-preview";
+pub const JOB_SUBMIT: &str = "job-submit";
+pub const JOB_ERROR: &str = "job-error";
+
+// Patch jobs: one job
+pub const JOB_STATUS: &str = "job-status";
+pub const JOB_COUNTS: &str = "job-counts";
+pub const JOB_HALT_REASON: &str = "job-halt-reason";
+pub const JOB_CANCEL: &str = "job-cancel";
+pub const JOB_RESUME: &str = "job-resume";
+pub const JOB_RUN_FOR_REAL: &str = "job-run-for-real";
+pub const JOB_HOSTS_TABLE: &str = "job-hosts-table";
+/// Row of one host in a job: `job-host-<hostname>` (`data-state` holds its state).
+pub const JOB_HOST_ROW_PREFIX: &str = "job-host-";
+pub const JOB_HOST_CHANGES: &str = "job-host-changes";
+pub const JOB_HOST_OUTPUT: &str = "job-host-output";
+
+// Patch jobs on the host page
+pub const HOST_JOBS: &str = "host-jobs";
+pub const HOST_NEW_JOB: &str = "host-new-job";
+
+// Hooks (Admin)
+pub const HOOK_FORM: &str = "hook-form";
+pub const HOOK_NAME: &str = "hook-name";
+pub const HOOK_ARGV: &str = "hook-argv";
+pub const HOOK_TIMEOUT: &str = "hook-timeout";
+pub const HOOK_SUBMIT: &str = "hook-submit";
+pub const HOOKS_TABLE: &str = "hooks-table";
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]

@@ -9,15 +9,19 @@
 //! - `hosts`, `host_detail`: host table and one host's facts, updates and packages.
 //! - `enroll`: enrollment tokens and the agent command.
 //! - `users`, `groups` (Admin), `invite` (invitation acceptance, own password change).
+//! - `jobs`: patch jobs (list, new-job form with preview, live job page); `hooks` (Admin):
+//!   pre/post-commands.
 
 pub mod components;
 pub mod enroll;
 pub mod format;
 pub mod groups;
+pub mod hooks;
 pub mod host_detail;
 pub mod hosts;
 pub mod ids;
 pub mod invite;
+pub mod jobs;
 pub mod login;
 pub mod setup;
 pub mod users;
@@ -72,6 +76,11 @@ pub fn App() -> impl IntoView {
                 <Route path=path!("/groups") view=groups::GroupsPage/>
                 <Route path=path!("/invite") view=invite::InvitePage/>
                 <Route path=path!("/account") view=invite::AccountPage/>
+                // Declared before `/jobs/:id`: the first matching route wins.
+                <Route path=path!("/jobs/new") view=jobs::new::NewJobPage/>
+                <Route path=path!("/jobs/:id") view=jobs::detail::JobDetailPage/>
+                <Route path=path!("/jobs") view=jobs::list::JobsPage/>
+                <Route path=path!("/hooks") view=hooks::HooksPage/>
             </Routes>
         </Router>
     }

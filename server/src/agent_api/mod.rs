@@ -6,8 +6,10 @@
 //!
 //! # Layout
 //! - `errors`: the one error -> status map of this listener.
+//! - `jobs`: the long poll for dispatched jobs and job events (`agent::proto::jobs`).
 
 pub mod errors;
+pub mod jobs;
 
 use agent::proto::{CheckIn, CheckInResponse};
 use app::backend::certs;
@@ -37,6 +39,8 @@ pub struct AuthedHost {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route(agent::proto::CHECKIN_PATH, post(checkin))
+        .route(agent::proto::jobs::JOBS_POLL_PATH, post(jobs::poll))
+        .route(agent::proto::jobs::JOB_EVENT_PATH, post(jobs::event))
         .layer(DefaultBodyLimit::max(CHECKIN_BODY_LIMIT))
         .layer(axum::middleware::from_fn_with_state(state.clone(), authorize))
         .layer(axum::middleware::from_fn(request_timeout))

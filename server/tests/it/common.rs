@@ -34,6 +34,7 @@ pub struct TestServer {
     pub agent_addr: SocketAddr,
     pub state: AppState,
     pub dir: tempfile::TempDir,
+    config: Config,
     stop: Option<oneshot::Sender<()>>,
     join: Option<tokio::task::JoinHandle<()>>,
     pg_name: Option<String>,
@@ -77,8 +78,12 @@ impl TestServer {
         tweak(&mut raw);
         let overrides = Overrides { database_url: Some(database_url), ..Default::default() };
         let config = Config::from_raw(raw, &overrides).expect("config");
+        Self::launch(config, dir, pg_name).await
+    }
+
+    async fn launch(config: Config, dir: tempfile::TempDir, pg_name: Option<String>) -> TestServer {
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
-        let running = server::run_with(config, async move {
+        let running = server::run_with(config.clone(), async move {
             let _ = stop_rx.await;
         })
         .await
@@ -88,10 +93,21 @@ impl TestServer {
             agent_addr: running.agent_addr,
             state: running.state,
             dir,
+            config,
             stop: Some(stop_tx),
             join: Some(running.join),
             pg_name,
         }
+    }
+
+    /// Stops this server gracefully and starts a new one on the same data dir and database
+    /// (new ports): a server restart as an agent sees it.
+    pub async fn restart(mut self) -> TestServer {
+        let config = self.config.clone();
+        let pg_name = self.pg_name.take();
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("tempdir"));
+        self.stop().await;
+        Self::launch(config, dir, pg_name).await
     }
 
     /// Graceful shutdown; the PostgreSQL database is dropped by `Drop`.

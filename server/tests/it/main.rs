@@ -3,10 +3,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod agent_listener;
+mod agent_sim;
 mod cli;
 mod common;
 mod e2e;
 mod enroll;
+mod jobs;
 mod permissions;
 mod tls;
 mod web;

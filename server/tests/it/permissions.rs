@@ -100,6 +100,23 @@ fn matrix(f: &Fixture) -> BTreeMap<&'static str, (Gate, Body)> {
         ("/api/users/set_disabled", (Admin, Form(vec![("id", s("no-such-user")), ("disabled", s("true"))]))),
         ("/api/users/delete", (Admin, Form(vec![("id", s("no-such-user"))]))),
         ("/api/users/reset_mfa", (Admin, Form(vec![("id", s("no-such-user"))]))),
+        // Patch jobs: any user, cut to their groups (Operator B gets 422 for host A).
+        ("/api/jobs/targets", (User, Form(vec![]))),
+        ("/api/jobs/preview", (User, Json(json!({ "job": crate::jobs::job_for(&[&host]) })))),
+        ("/api/jobs/create", (User, Json(json!({ "job": crate::jobs::job_for(&[&host]) })))),
+        ("/api/jobs/list", (User, Form(vec![("page", s("1"))]))),
+        ("/api/jobs/get", (User, Form(vec![("id", s("no-such-job"))]))),
+        ("/api/jobs/host_result", (User, Form(vec![("job_id", s("no-such-job")), ("host_id", host.clone())]))),
+        ("/api/jobs/cancel", (User, Form(vec![("id", s("no-such-job"))]))),
+        ("/api/jobs/cancel_host", (User, Form(vec![("job_id", s("no-such-job")), ("host_id", host.clone())]))),
+        ("/api/jobs/resume", (User, Form(vec![("id", s("no-such-job"))]))),
+        ("/api/jobs/run_for_real", (User, Form(vec![("id", s("no-such-job"))]))),
+        ("/api/jobs/for_host", (User, Form(vec![("host_id", host.clone())]))),
+        // Hooks: everyone may list them (to choose); only Admins change them.
+        ("/api/hooks/list", (User, Form(vec![]))),
+        ("/api/hooks/create", (Admin, Json(json!({ "name": "matrix hook", "argv": ["/bin/true"], "timeout_secs": 5 })))),
+        ("/api/hooks/update", (Admin, Json(json!({ "id": "no-such-hook", "name": "x", "argv": ["/bin/true"], "timeout_secs": 5 })))),
+        ("/api/hooks/delete", (Admin, Form(vec![("id", s("no-such-hook"))]))),
     ])
 }
 
@@ -328,5 +345,84 @@ async fn revoked_or_disabled_users_lose_access_at_once() {
         assert_eq!(rows[0].source_ip.as_deref(), Some("127.0.0.1"), "{action}");
     }
     assert_eq!(app::backend::audit::verify(&srv.state.db).await.expect("verify").first_bad_seq, None);
+    srv.stop().await;
+}
+
+/// The scope cut for jobs over HTTPS: Operator A cannot target, see or stop host B's part;
+/// hooks are Admin-only to change and anyone's to list.
+#[tokio::test]
+async fn operators_cannot_target_or_see_other_groups_hosts_in_jobs() {
+    let srv = TestServer::start().await;
+    let f = fixture(&srv).await;
+    let origin = srv.web_url("");
+    let job = |hosts: &[&String]| Body::Json(json!({ "job": crate::jobs::job_for(hosts) }));
+    let (op_a, op_b, admin) = (f.cookie(Who::OperatorA), f.cookie(Who::OperatorB), f.cookie(Who::Admin));
+
+    // Operator A names host B (alone or with A): refused, nothing written.
+    for hosts in [vec![&f.host_b], vec![&f.host_a, &f.host_b]] {
+        let (status, answer) = call(&srv, "/api/jobs/create", &job(&hosts), op_a, Some(&origin)).await;
+        assert_eq!((status, code(&answer)), (422, "invalid_input"), "{answer}");
+        let (status, _) = call(&srv, "/api/jobs/preview", &job(&hosts), op_a, Some(&origin)).await;
+        assert_eq!(status, 422);
+    }
+    assert_eq!(srv.count("SELECT COUNT(*) FROM jobs").await, 0);
+    let (_, targets) = call(&srv, "/api/jobs/targets", &Body::Form(vec![]), op_a, Some(&origin)).await;
+    let ids: Vec<&str> = targets["hosts"].as_array().expect("hosts").iter().filter_map(|h| h["id"].as_str()).collect();
+    assert_eq!(ids, [f.host_a.as_str()]);
+
+    // The Admin's job over both hosts: each Operator sees only their own host's part.
+    let (status, mixed) = call(&srv, "/api/jobs/create", &job(&[&f.host_a, &f.host_b]), admin, Some(&origin)).await;
+    assert_eq!(status, 200, "{mixed}");
+    let mixed = mixed.as_str().expect("id").to_string();
+    for (who, cookie, mine) in [("A", op_a, &f.host_a), ("B", op_b, &f.host_b)] {
+        let (status, d) = call(&srv, "/api/jobs/get", &Body::Form(vec![("id", mixed.clone())]), cookie, Some(&origin)).await;
+        assert_eq!(status, 200, "{who}: {d}");
+        let hosts: Vec<&str> = d["hosts"].as_array().expect("hosts").iter().filter_map(|h| h["host_id"].as_str()).collect();
+        assert_eq!(hosts, [mine.as_str()], "operator {who}");
+        assert_eq!(d["can_cancel"], false);
+        let (status, answer) = call(&srv, "/api/jobs/cancel", &Body::Form(vec![("id", mixed.clone())]), cookie, Some(&origin)).await;
+        assert_eq!((status, code(&answer)), (403, "forbidden"), "operator {who} must not stop the others' part");
+    }
+    let pair = |job: &str, host: &str| Body::Form(vec![("job_id", job.to_string()), ("host_id", host.to_string())]);
+    let (status, _) = call(&srv, "/api/jobs/host_result", &pair(&mixed, &f.host_b), op_a, Some(&origin)).await;
+    assert_eq!(status, 404);
+    let (status, _) = call(&srv, "/api/jobs/cancel_host", &pair(&mixed, &f.host_b), op_a, Some(&origin)).await;
+    assert_eq!(status, 404);
+    let (status, _) = call(&srv, "/api/jobs/for_host", &Body::Form(vec![("host_id", f.host_b.clone())]), op_a, Some(&origin)).await;
+    assert_eq!(status, 404);
+    // Operator A may cancel their own host's part of it.
+    let (status, answer) = call(&srv, "/api/jobs/cancel_host", &pair(&mixed, &f.host_a), op_a, Some(&origin)).await;
+    assert_eq!(status, 200, "{answer}");
+
+    // A job on host B only is invisible to Operator A, in the list too.
+    let (_, b_only) = call(&srv, "/api/jobs/create", &job(&[&f.host_b]), op_b, Some(&origin)).await;
+    let b_only = b_only.as_str().expect("id").to_string();
+    let (status, _) = call(&srv, "/api/jobs/get", &Body::Form(vec![("id", b_only.clone())]), op_a, Some(&origin)).await;
+    assert_eq!(status, 404);
+    let page = Body::Form(vec![("page", "1".into())]);
+    let (_, list) = call(&srv, "/api/jobs/list", &page, op_a, Some(&origin)).await;
+    assert_eq!(list["total"], 1, "{list}");
+    let (_, list) = call(&srv, "/api/jobs/list", &page, admin, Some(&origin)).await;
+    assert_eq!(list["total"], 2, "{list}");
+    // Operator B cancels their own job.
+    let (status, _) = call(&srv, "/api/jobs/cancel", &Body::Form(vec![("id", b_only)]), op_b, Some(&origin)).await;
+    assert_eq!(status, 200);
+
+    // Hooks: an Operator can list but not define one; a job cannot name a missing hook.
+    let hook = Body::Json(json!({ "name": "drain", "argv": ["/usr/local/sbin/drain"], "timeout_secs": 60 }));
+    let (status, _) = call(&srv, "/api/hooks/create", &hook, op_a, Some(&origin)).await;
+    assert_eq!(status, 403);
+    let (status, created) = call(&srv, "/api/hooks/create", &hook, admin, Some(&origin)).await;
+    assert_eq!(status, 200, "{created}");
+    let (status, listed) = call(&srv, "/api/hooks/list", &Body::Form(vec![]), op_a, Some(&origin)).await;
+    assert_eq!((status, listed[0]["name"].as_str()), (200, Some("drain")));
+    let mut with_hook = crate::jobs::job_for(&[&f.host_a]);
+    with_hook.pre_hook_ids = vec!["no-such-hook".into()];
+    let (status, answer) = call(&srv, "/api/jobs/create", &Body::Json(json!({ "job": with_hook })), op_a, Some(&origin)).await;
+    assert_eq!((status, code(&answer)), (422, "invalid_input"), "{answer}");
+    with_hook.pre_hook_ids = vec![created["id"].as_str().expect("hook id").to_string()];
+    let (status, answer) = call(&srv, "/api/jobs/create", &Body::Json(json!({ "job": with_hook })), op_a, Some(&origin)).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(app::backend::audit::list_by_action(&srv.state.db, "hook.create").await.expect("audit")[0].actor, "user:admin");
     srv.stop().await;
 }
