@@ -10,6 +10,8 @@
 //! - `job_signing`: the Ed25519 key that signs patch jobs (pinned by agents at enrollment).
 //! - `hosts`, `inventory`: check-ins, facts, installed packages and pending updates.
 //! - `users`, `passwords`, `mfa`, `sessions`: identity (Argon2id, TOTP, EdDSA JWT, refresh tokens).
+//! - `passkeys`: WebAuthn passkeys/security keys (second factor and passwordless login);
+//!   `recovery`: one-time recovery codes for a lost factor.
 //! - `access`: the caller re-checked per request, and the host scope (Admin: all; Operator: their groups).
 //! - `groups`: host groups; `user_admin`: invitations, roles, disabling, MFA reset (Admin only).
 
@@ -25,7 +27,9 @@ pub mod hosts;
 pub mod job_signing;
 pub mod inventory;
 pub mod mfa;
+pub mod passkeys;
 pub mod passwords;
+pub mod recovery;
 pub mod sessions;
 pub mod state;
 pub mod user_admin;

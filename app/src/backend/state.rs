@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::db::Db;
 use super::error::Result;
-use super::{ca, certs, job_signing, sessions};
+use super::{ca, certs, job_signing, passkeys, sessions};
 
 /// Runtime settings the backend needs (validated by the server's config module).
 #[derive(Debug, Clone)]
@@ -54,6 +54,10 @@ pub struct AppState {
     pub keys: Arc<sessions::KeySet>,
     /// Bounds concurrent Argon2 work (one permit per CPU).
     pub password_limiter: Arc<tokio::sync::Semaphore>,
+    /// The WebAuthn relying party (RP ID = host of `public_url`, origin = `public_url`);
+    /// `None` when `public_url` names no valid RP ID (an IP address): passkeys are then
+    /// refused with `passkeys_unavailable`, TOTP still works.
+    pub webauthn: Option<Arc<passkeys::RelyingParty>>,
 }
 
 impl AppState {
@@ -66,6 +70,13 @@ impl AppState {
         let keys = Arc::new(sessions::KeySet::load(&db, settings.jwt_rotation_secs, now).await?);
         let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).max(1);
         let password_limiter = Arc::new(tokio::sync::Semaphore::new(cpus));
+        let webauthn = match passkeys::RelyingParty::new(&settings.public_url) {
+            Ok(rp) => Some(Arc::new(rp)),
+            Err(e) => {
+                tracing::warn!(public_url = %settings.public_url, error = %e, "passkeys disabled: public_url gives no WebAuthn relying party");
+                None
+            }
+        };
         Ok(AppState {
             db,
             settings: Arc::new(settings),
@@ -74,6 +85,7 @@ impl AppState {
             job_signer,
             keys,
             password_limiter,
+            webauthn,
         })
     }
 }
