@@ -7,6 +7,7 @@ mod cli;
 mod common;
 mod e2e;
 mod enroll;
+mod passkeys;
 mod permissions;
 mod tls;
 mod web;
