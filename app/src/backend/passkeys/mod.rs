@@ -22,6 +22,7 @@
 
 pub mod ceremony;
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
