@@ -18,6 +18,68 @@ pub async fn get(options_json: &str) -> Result<String, String> {
     imp::get(options_json).await
 }
 
+/// Unpadded base64url (RFC 4648 §5), the encoding of WebAuthn byte strings in JSON. Written
+/// out here rather than pulled in as a crate, to keep it out of the WASM bundle's size.
+#[cfg_attr(not(any(feature = "hydrate", test)), allow(dead_code))]
+mod b64url {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+    pub fn encode(bytes: &[u8]) -> String {
+        let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+        for chunk in bytes.chunks(3) {
+            let n = chunk.iter().enumerate().fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+            for i in 0..=chunk.len() {
+                out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
+            }
+        }
+        out
+    }
+
+    /// Also accepts standard base64 and padding; `None` for anything else.
+    pub fn decode(text: &str) -> Option<Vec<u8>> {
+        let digits = text.trim_end_matches('=').bytes().map(|c| match c {
+            b'A'..=b'Z' => Some(c - b'A'),
+            b'a'..=b'z' => Some(c - b'a' + 26),
+            b'0'..=b'9' => Some(c - b'0' + 52),
+            b'-' | b'+' => Some(62),
+            b'_' | b'/' => Some(63),
+            _ => None,
+        });
+        let (mut out, mut acc, mut bits) = (Vec::with_capacity(text.len() * 3 / 4), 0u32, 0u32);
+        for d in digits {
+            acc = (acc << 6) | u32::from(d?);
+            bits += 6;
+            if bits >= 8 {
+                bits -= 8;
+                out.push((acc >> bits) as u8);
+                acc &= (1 << bits) - 1;
+            }
+        }
+        // Leftover bits must be zero padding of the last byte (at most 4 of them).
+        (bits < 6 && acc == 0).then_some(out)
+    }
+
+    #[cfg(test)]
+    #[allow(clippy::unwrap_used)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn round_trips_and_matches_rfc_4648() {
+            for (raw, enc) in [("", ""), ("f", "Zg"), ("fo", "Zm8"), ("foo", "Zm9v"), ("foob", "Zm9vYg"), ("fooba", "Zm9vYmE"), ("foobar", "Zm9vYmFy")] {
+                assert_eq!(encode(raw.as_bytes()), enc);
+                assert_eq!(decode(enc).unwrap(), raw.as_bytes());
+            }
+            let all: Vec<u8> = (0..=255).collect();
+            assert_eq!(decode(&encode(&all)).unwrap(), all);
+            assert_eq!(encode(&[0xfb, 0xff]), "-_8");
+            assert_eq!(decode("+/8=").unwrap(), [0xfb, 0xff]);
+            assert_eq!(decode("Zm9v!"), None);
+            assert_eq!(decode("Zh"), None, "non-zero padding bits");
+        }
+    }
+}
+
 #[cfg(not(feature = "hydrate"))]
 mod imp {
     pub async fn create(_: &str) -> Result<String, String> {
@@ -31,8 +93,7 @@ mod imp {
 
 #[cfg(feature = "hydrate")]
 mod imp {
-    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-    use base64::Engine;
+    use super::b64url;
     use js_sys::{Array, Function, Object, Promise, Reflect, Uint8Array, JSON};
     use wasm_bindgen::{JsCast, JsValue};
     use wasm_bindgen_futures::JsFuture;
@@ -57,7 +118,7 @@ mod imp {
     /// base64url text -> Uint8Array.
     fn bytes_of(v: &JsValue) -> Result<JsValue, String> {
         let text = v.as_string().ok_or("expected a base64url string")?;
-        let raw = B64.decode(text.trim_end_matches('=')).map_err(|_| "invalid base64url from the server".to_string())?;
+        let raw = b64url::decode(&text).ok_or("invalid base64url from the server")?;
         Ok(Uint8Array::from(raw.as_slice()).into())
     }
 
@@ -66,7 +127,7 @@ mod imp {
         if v.is_undefined() || v.is_null() {
             return JsValue::NULL;
         }
-        JsValue::from_str(&B64.encode(Uint8Array::new(v).to_vec()))
+        JsValue::from_str(&b64url::encode(&Uint8Array::new(v).to_vec()))
     }
 
     fn convert_ids(public_key: &JsValue, list: &str) -> Result<(), String> {
