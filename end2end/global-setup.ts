@@ -124,6 +124,8 @@ export default async function globalSetup(): Promise<void> {
   process.env.PM_SETUP_URL = setupUrl;
   process.env.PM_E2E_DIR = dir;
   process.env.PM_AGENT_BIN = agent;
+  // For specs that create accounts with the CLI (`patch-manager user create-admin`) against
+  // the same data dir and database as the running server.
   process.env.PM_SERVER_BIN = bin;
   process.env.PM_E2E_CONFIG = config;
   if (env.PM_DATABASE_URL) process.env.PM_E2E_DATABASE_URL = env.PM_DATABASE_URL;

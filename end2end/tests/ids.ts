@@ -26,6 +26,16 @@ export const TOTP_QR = 'totp-qr';
 export const TOTP_SECRET = 'totp-secret';
 export const TOTP_ENROL_CODE = 'totp-enrol-code';
 export const TOTP_ENROL_SUBMIT = 'totp-enrol-submit';
+// Passkeys and recovery codes at login
+export const PASSKEY_LOGIN = 'passkey-login';
+export const PASSKEY_SECOND_FACTOR = 'passkey-second-factor';
+export const PASSKEY_ENROL = 'passkey-enrol';
+export const RECOVERY_TOGGLE = 'recovery-toggle';
+export const RECOVERY_FORM = 'recovery-form';
+export const RECOVERY_CODE = 'recovery-code';
+export const RECOVERY_SUBMIT = 'recovery-submit';
+export const RECOVERY_CODES = 'recovery-codes';
+export const RECOVERY_CONTINUE = 'recovery-continue';
 // First-run setup
 export const SETUP_FORM = 'setup-form';
 export const SETUP_USERNAME = 'setup-username';
@@ -92,6 +102,16 @@ export const PASSWORD_NEW = 'password-new';
 export const PASSWORD_NEW2 = 'password-new2';
 export const PASSWORD_SUBMIT = 'password-submit';
 export const PASSWORD_ERROR = 'password-error';
+// Account: passkeys, TOTP, recovery codes
+export const PASSKEYS_TABLE = 'passkeys-table';
+export const PASSKEY_FORM = 'passkey-form';
+export const PASSKEY_NAME = 'passkey-name';
+export const PASSKEY_ADD = 'passkey-add';
+export const PASSKEY_ERROR = 'passkey-error';
+export const TOTP_STATUS = 'totp-status';
+export const ACCOUNT_TOTP_BEGIN = 'account-totp-begin';
+export const RECOVERY_LEFT = 'recovery-left';
+export const RECOVERY_REGENERATE = 'recovery-regenerate';
 // Groups
 export const GROUP_FORM = 'group-form';
 export const GROUP_NAME = 'group-name';

@@ -1,5 +1,8 @@
 // What global-setup.ts started, and small helpers shared by the specs.
 import { expect, type Page } from '@playwright/test';
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import * as ids from './ids';
 
 export function baseUrl(): string {
@@ -45,4 +48,23 @@ export function watchErrors(page: Page): () => void {
     if (m.type() === 'error' && !m.text().startsWith('Failed to load resource')) errors.push(`console: ${m.text()}`);
   });
   return () => expect(errors, 'errors in the browser').toEqual([]);
+}
+
+/** Creates an administrator with the server's CLI (same config and database as the server). */
+export function createAdmin(username: string, password: string): void {
+  const bin = process.env.PM_SERVER_BIN;
+  const config = process.env.PM_E2E_CONFIG;
+  const dir = process.env.PM_E2E_DIR;
+  if (!bin || !config || !dir) throw new Error('global-setup did not run');
+  const pwFile = path.join(dir, `pw-${username}.txt`);
+  fs.writeFileSync(pwFile, password + '\n', { mode: 0o600 });
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  if (process.env.PM_E2E_DATABASE_URL) env.PM_DATABASE_URL = process.env.PM_E2E_DATABASE_URL;
+  execFileSync(bin, ['--config', config, 'user', 'create-admin', '--username', username, '--password-file', pwFile], {
+    env,
+    // Quiet on success; a failure throws with the CLI's stderr.
+    stdio: 'pipe',
+    timeout: 60_000,
+  });
+  fs.rmSync(pwFile, { force: true });
 }

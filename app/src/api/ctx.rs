@@ -17,7 +17,7 @@ use crate::backend::db::now_unix;
 use crate::backend::sessions::{self, Principal};
 use crate::backend::state::AppState;
 
-pub use crate::backend::sessions::{ACCESS_COOKIE, PENDING_COOKIE, REFRESH_COOKIE};
+pub use crate::backend::sessions::{ACCESS_COOKIE, PENDING_COOKIE, REFRESH_COOKIE, WEBAUTHN_COOKIE};
 /// Lifetime of the "password OK, second factor pending" cookie (the token itself says 5 min).
 pub const PENDING_MAX_AGE: i64 = 300;
 

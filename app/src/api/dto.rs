@@ -19,12 +19,35 @@ pub struct Me {
 /// What the login form must show next.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub enum LoginStep {
-    /// Password accepted; ask for a TOTP code.
-    Totp,
-    /// Password accepted; the account has no factor yet: enrol TOTP first.
-    EnrollTotp,
+    /// Password accepted; finish with one of the user's factors (or a recovery code).
+    SecondFactor {
+        totp: bool,
+        passkey: bool,
+    },
+    /// Password accepted; the account has no factor yet: enrol one (TOTP or a passkey) first.
+    Enrol,
     /// Fully logged in.
     Done,
+}
+
+/// A passkey or security key of the signed-in user.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PasskeyInfo {
+    pub id: String,
+    pub name: String,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+}
+
+/// The signed-in user's second factors, for the account page.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AccountFactors {
+    pub totp_enrolled: bool,
+    pub passkeys: Vec<PasskeyInfo>,
+    /// Unused recovery codes.
+    pub recovery_codes_left: i64,
+    /// False when the server's `public_url` gives no WebAuthn relying party (an IP address).
+    pub passkeys_available: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -165,6 +188,8 @@ pub struct UserInfo {
     pub role: Role,
     pub disabled: bool,
     pub totp_enrolled: bool,
+    /// Registered passkeys / security keys.
+    pub passkeys: i64,
     /// The invitation has not been accepted yet (no password set).
     pub invited: bool,
     pub created_at: i64,

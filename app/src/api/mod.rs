@@ -3,7 +3,9 @@
 //! # Layout
 //! - `dto`: view types shared by the WASM front end and the server.
 //! - `error`: `AppError`, the one error type of every server function (stable `code`).
-//! - `auth`: login, TOTP, first-run setup, logout, `me`.
+//! - `auth`: login (password, TOTP, passkey, recovery code, passwordless), first-run setup,
+//!   logout, `me`.
+//! - `account`: the signed-in user's passkeys, TOTP and recovery codes.
 //! - `hosts`: host list and detail, installed packages, pending updates.
 //! - `enroll`: enrollment tokens (admin).
 //! - `groups`, `users`: host groups and user management (admin).
@@ -13,6 +15,7 @@
 //!
 //! Every endpoint has a fixed path under `/api/` (`auth/*` must stay reachable without a
 //! session; everything else calls `require_user`).
+pub mod account;
 pub mod auth;
 #[cfg(feature = "ssr")]
 pub mod ctx;

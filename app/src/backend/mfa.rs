@@ -100,9 +100,16 @@ pub async fn begin_totp(state: &AppState, user: &User, now: i64) -> Result<TotpE
 }
 
 /// Confirms a pending enrolment with a code from the authenticator. The code's step is stored
-/// as used, so the same code cannot also complete a login.
+/// as used, so the same code cannot also complete a login. Returns the recovery codes made in
+/// the same transaction when the user had none left (a first factor; shown once).
 #[tracing::instrument(skip_all, fields(user_id = %user.id))]
-pub async fn confirm_totp(state: &AppState, user: &User, code: &str, source_ip: Option<&str>, now: i64) -> Result<()> {
+pub async fn confirm_totp(
+    state: &AppState,
+    user: &User,
+    code: &str,
+    source_ip: Option<&str>,
+    now: i64,
+) -> Result<Option<Vec<String>>> {
     let mut tx = state.db.begin().await?;
     let row = sqlx::query("SELECT secret, confirmed, last_step FROM user_totp WHERE user_id = $1")
         .bind(&user.id)
@@ -156,8 +163,9 @@ pub async fn confirm_totp(state: &AppState, user: &User, code: &str, source_ip: 
         now,
     )
     .await?;
+    let codes = super::recovery::ensure_in(&mut tx, user, source_ip, now).await?;
     tx.commit().await?;
-    Ok(())
+    Ok(codes)
 }
 
 async fn audit_failure(conn: &mut Conn, user: &User, reason: &str, source_ip: Option<&str>, now: i64) -> Result<()> {

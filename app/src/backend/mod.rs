@@ -11,6 +11,8 @@
 //! - `jobs`: patch jobs (creation, scheduler, dispatch, agent results, hooks).
 //! - `hosts`, `inventory`: check-ins, facts, installed packages and pending updates.
 //! - `users`, `passwords`, `mfa`, `sessions`: identity (Argon2id, TOTP, EdDSA JWT, refresh tokens).
+//! - `passkeys`: WebAuthn passkeys/security keys (second factor and passwordless login);
+//!   `recovery`: one-time recovery codes for a lost factor.
 //! - `access`: the caller re-checked per request, and the host scope (Admin: all; Operator: their groups).
 //! - `groups`: host groups; `user_admin`: invitations, roles, disabling, MFA reset (Admin only).
 
@@ -27,7 +29,9 @@ pub mod job_signing;
 pub mod jobs;
 pub mod inventory;
 pub mod mfa;
+pub mod passkeys;
 pub mod passwords;
+pub mod recovery;
 pub mod sessions;
 pub mod state;
 pub mod user_admin;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::db::Db;
 use super::error::Result;
-use super::{ca, certs, job_signing, jobs, passwords, sessions};
+use super::{ca, certs, job_signing, jobs, passkeys, passwords, sessions};
 
 /// Runtime settings the backend needs (validated by the server's config module).
 #[derive(Debug, Clone)]
@@ -61,6 +61,10 @@ pub struct AppState {
     pub keys: Arc<sessions::KeySet>,
     /// Argon2 parameters and the bound on concurrent hashing (one permit per CPU).
     pub password_limiter: Arc<passwords::Hasher>,
+    /// The WebAuthn relying party (RP ID = host of `public_url`, origin = `public_url`);
+    /// `None` when `public_url` names no valid RP ID (an IP address): passkeys are then
+    /// refused with `passkeys_unavailable`, TOTP still works.
+    pub webauthn: Option<Arc<passkeys::RelyingParty>>,
 }
 
 impl AppState {
@@ -74,6 +78,13 @@ impl AppState {
         let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).max(1);
         let t_cost = passwords::load_or_calibrate(&db, settings.password_time_cost, now).await?;
         let password_limiter = Arc::new(passwords::Hasher::new(cpus, t_cost));
+        let webauthn = match passkeys::RelyingParty::new(&settings.public_url) {
+            Ok(rp) => Some(Arc::new(rp)),
+            Err(e) => {
+                tracing::warn!(public_url = %settings.public_url, error = %e, "passkeys disabled: public_url gives no WebAuthn relying party");
+                None
+            }
+        };
         Ok(AppState {
             db,
             settings: Arc::new(settings),
@@ -83,6 +94,7 @@ impl AppState {
             job_hub: Arc::new(jobs::notify::Hub::new()),
             keys,
             password_limiter,
+            webauthn,
         })
     }
 }

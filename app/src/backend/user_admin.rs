@@ -39,12 +39,14 @@ async fn user_info(conn: &mut Conn, row: &sqlx::any::AnyRow) -> Result<UserInfo>
     let disabled: i64 = row.try_get("disabled")?;
     let totp: i64 = row.try_get("totp_enrolled")?;
     let hash: String = row.try_get("password_hash")?;
+    let passkeys: i64 = row.try_get("passkeys")?;
     let groups = groups::of_user(conn, &id).await?;
     Ok(UserInfo {
         username: row.try_get("username")?,
         role: users::parse_role(&role)?,
         disabled: disabled != 0,
         totp_enrolled: totp != 0,
+        passkeys,
         invited: hash == NO_PASSWORD,
         created_at: row.try_get("created_at")?,
         groups,
@@ -53,7 +55,8 @@ async fn user_info(conn: &mut Conn, row: &sqlx::any::AnyRow) -> Result<UserInfo>
 }
 
 const INFO_COLUMNS: &str = "SELECT u.id, u.username, u.role, u.disabled, u.created_at, u.password_hash, \
-     COALESCE(t.confirmed, 0) AS totp_enrolled FROM users u LEFT JOIN user_totp t ON t.user_id = u.id";
+     COALESCE(t.confirmed, 0) AS totp_enrolled, (SELECT COUNT(*) FROM user_passkeys p WHERE p.user_id = u.id) AS passkeys \
+     FROM users u LEFT JOIN user_totp t ON t.user_id = u.id";
 
 pub async fn list(state: &AppState) -> Result<Vec<UserInfo>> {
     let mut conn = state.db.pool.acquire().await?;
@@ -274,15 +277,18 @@ pub async fn delete(state: &AppState, actor: &Actor, user_id: &str, now: i64) ->
     Ok(())
 }
 
-/// Removes every second factor of a user and revokes their sessions: at the next login they
-/// must enrol a factor again before anything else (audited `user.mfa_reset`).
+/// Removes every second factor of a user (TOTP, passkeys, recovery codes, open WebAuthn
+/// ceremonies) and revokes their sessions: at the next login they must enrol a factor again
+/// before anything else (audited `user.mfa_reset`).
 pub async fn reset_mfa(state: &AppState, actor: &Actor, user_id: &str, now: i64) -> Result<()> {
     let mut tx = state.db.begin().await?;
     current_role(&mut tx, user_id).await?;
     let removed = sqlx::query("DELETE FROM user_totp WHERE user_id = $1").bind(user_id).execute(&mut *tx).await?.rows_affected();
+    let passkeys = super::passkeys::clear_in(&mut tx, user_id).await?;
+    let codes = super::recovery::clear_in(&mut tx, user_id).await?;
     sqlx::query("UPDATE users SET failed_totp = 0, locked_until = NULL WHERE id = $1").bind(user_id).execute(&mut *tx).await?;
     let revoked = sessions::revoke_user(&mut tx, user_id, now).await?;
-    let details = json!({ "totp_removed": removed, "sessions_revoked": revoked });
+    let details = json!({ "totp_removed": removed, "passkeys_removed": passkeys, "recovery_codes_removed": codes, "sessions_revoked": revoked });
     audit::append(&mut tx, Event { actor, action: "user.mfa_reset", target: &target(user_id), source_ip: None, details }, now)
         .await?;
     tx.commit().await?;

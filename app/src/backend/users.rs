@@ -28,6 +28,8 @@ pub struct User {
     pub disabled: bool,
     /// A confirmed TOTP factor exists (a pending enrolment does not count).
     pub totp_enrolled: bool,
+    /// Registered passkeys / security keys.
+    pub passkeys: i64,
 }
 
 impl User {
@@ -37,6 +39,12 @@ impl User {
 
     pub fn target(&self) -> String {
         format!("user:{}", self.id)
+    }
+
+    /// At least one second factor (TOTP or a passkey) is enrolled; without one the user
+    /// reaches only the enrolment step.
+    pub fn has_factor(&self) -> bool {
+        self.totp_enrolled || self.passkeys > 0
     }
 }
 
@@ -78,19 +86,23 @@ pub fn validate_new_credentials(username: &str, password: &str) -> Result<()> {
     Ok(())
 }
 
-const USER_COLUMNS: &str = "SELECT u.id, u.username, u.role, u.disabled, COALESCE(t.confirmed, 0) AS totp_enrolled \
-     FROM users u LEFT JOIN user_totp t ON t.user_id = u.id";
+/// Columns `user_from_row` reads (also used by `check_password`).
+const USER_SELECT: &str = "SELECT u.id, u.username, u.role, u.disabled, COALESCE(t.confirmed, 0) AS totp_enrolled, \
+     (SELECT COUNT(*) FROM user_passkeys p WHERE p.user_id = u.id) AS passkeys";
+const USER_FROM: &str = " FROM users u LEFT JOIN user_totp t ON t.user_id = u.id";
 
 fn user_from_row(r: &sqlx::any::AnyRow) -> Result<User> {
     let role: String = r.try_get("role")?;
     let disabled: i64 = r.try_get("disabled")?;
     let totp: i64 = r.try_get("totp_enrolled")?;
+    let passkeys: i64 = r.try_get("passkeys")?;
     Ok(User {
         id: r.try_get("id")?,
         username: r.try_get("username")?,
         role: parse_role(&role)?,
         disabled: disabled != 0,
         totp_enrolled: totp != 0,
+        passkeys,
     })
 }
 
@@ -122,7 +134,7 @@ pub(crate) async fn insert_user(
         Err(e) if db::is_unique_violation(&e) => return Err(BackendError::Conflict("username_taken")),
         Err(e) => return Err(e.into()),
     }
-    let user = User { id, username: username.to_string(), role, disabled: false, totp_enrolled: false };
+    let user = User { id, username: username.to_string(), role, disabled: false, totp_enrolled: false, passkeys: 0 };
     audit::append(
         conn,
         Event {
@@ -162,7 +174,7 @@ pub(crate) async fn count_in(conn: &mut Conn) -> Result<i64> {
 }
 
 pub async fn user_by_id(db: &Db, id: &str) -> Result<User> {
-    let row = sqlx::query(&format!("{USER_COLUMNS} WHERE u.id = $1"))
+    let row = sqlx::query(&format!("{USER_SELECT}{USER_FROM} WHERE u.id = $1"))
         .bind(id)
         .fetch_optional(&db.pool)
         .await?
@@ -172,7 +184,7 @@ pub async fn user_by_id(db: &Db, id: &str) -> Result<User> {
 
 /// Case-insensitive lookup.
 pub async fn user_by_name(db: &Db, username: &str) -> Result<User> {
-    let row = sqlx::query(&format!("{USER_COLUMNS} WHERE lower(u.username) = lower($1)"))
+    let row = sqlx::query(&format!("{USER_SELECT}{USER_FROM} WHERE lower(u.username) = lower($1)"))
         .bind(username)
         .fetch_optional(&db.pool)
         .await?
@@ -190,10 +202,7 @@ const INVALID: BackendError = BackendError::Unauthorized("invalid_credentials");
 pub async fn check_password(state: &AppState, username: &str, password: &str, source_ip: Option<&str>, now: i64) -> Result<User> {
     // A syntactically impossible username is looked up as nobody (and the dummy hash still runs).
     let row = if valid_username(username) {
-        sqlx::query(
-            "SELECT u.id, u.username, u.role, u.disabled, COALESCE(t.confirmed, 0) AS totp_enrolled, u.password_hash \
-             FROM users u LEFT JOIN user_totp t ON t.user_id = u.id WHERE lower(u.username) = lower($1)",
-        )
+        sqlx::query(&format!("{USER_SELECT}, u.password_hash{USER_FROM} WHERE lower(u.username) = lower($1)"))
         .bind(username)
         .fetch_optional(&state.db.pool)
         .await?

@@ -34,6 +34,17 @@ pub const TOTP_QR: &str = "totp-qr";
 pub const TOTP_SECRET: &str = "totp-secret";
 pub const TOTP_ENROL_CODE: &str = "totp-enrol-code";
 pub const TOTP_ENROL_SUBMIT: &str = "totp-enrol-submit";
+// Passkeys and recovery codes at login
+pub const PASSKEY_LOGIN: &str = "passkey-login";
+pub const PASSKEY_SECOND_FACTOR: &str = "passkey-second-factor";
+pub const PASSKEY_ENROL: &str = "passkey-enrol";
+pub const RECOVERY_TOGGLE: &str = "recovery-toggle";
+pub const RECOVERY_FORM: &str = "recovery-form";
+pub const RECOVERY_CODE: &str = "recovery-code";
+pub const RECOVERY_SUBMIT: &str = "recovery-submit";
+/// The list of freshly made recovery codes (shown once).
+pub const RECOVERY_CODES: &str = "recovery-codes";
+pub const RECOVERY_CONTINUE: &str = "recovery-continue";
 
 // First-run setup
 pub const SETUP_FORM: &str = "setup-form";
@@ -109,6 +120,17 @@ pub const PASSWORD_NEW: &str = "password-new";
 pub const PASSWORD_NEW2: &str = "password-new2";
 pub const PASSWORD_SUBMIT: &str = "password-submit";
 pub const PASSWORD_ERROR: &str = "password-error";
+// Account: passkeys (rows: `tr.passkey-row[data-passkey-name]` with buttons `.passkey-rename`,
+// `.passkey-rename-save`, `.passkey-remove`), TOTP, recovery codes
+pub const PASSKEYS_TABLE: &str = "passkeys-table";
+pub const PASSKEY_FORM: &str = "passkey-form";
+pub const PASSKEY_NAME: &str = "passkey-name";
+pub const PASSKEY_ADD: &str = "passkey-add";
+pub const PASSKEY_ERROR: &str = "passkey-error";
+pub const TOTP_STATUS: &str = "totp-status";
+pub const ACCOUNT_TOTP_BEGIN: &str = "account-totp-begin";
+pub const RECOVERY_LEFT: &str = "recovery-left";
+pub const RECOVERY_REGENERATE: &str = "recovery-regenerate";
 
 // Groups
 pub const GROUP_FORM: &str = "group-form";

@@ -5,13 +5,18 @@
 //! - `ids`: element ids and routes shared with the Playwright suite.
 //! - `components`: page frame with navigation, badges, error box, pager.
 //! - `format`: deterministic time and duration formatting.
-//! - `login`, `setup`: sign-in (password, TOTP, TOTP enrolment) and first-run setup.
+//! - `login`, `setup`: sign-in (password, then TOTP, passkey or recovery code; enrolment of a
+//!   first factor; passwordless with a passkey) and first-run setup.
+//! - `webauthn`: `navigator.credentials` calls for passkeys (hydrated page only).
+//! - `account`: the user's own passkeys, TOTP, recovery codes and password.
 //! - `hosts`, `host_detail`: host table and one host's facts, updates and packages.
 //! - `enroll`: enrollment tokens and the agent command.
-//! - `users`, `groups` (Admin), `invite` (invitation acceptance, own password change).
+//! - `users`, `groups` (Admin), `invite` (invitation acceptance), `account` (own factors,
+//!   recovery codes, password).
 //! - `jobs`: patch jobs (list, new-job form with preview, live job page); `hooks` (Admin):
 //!   pre/post-commands.
 
+pub mod account;
 pub mod components;
 pub mod enroll;
 pub mod format;
@@ -25,6 +30,7 @@ pub mod jobs;
 pub mod login;
 pub mod setup;
 pub mod users;
+pub mod webauthn;
 
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
@@ -75,7 +81,7 @@ pub fn App() -> impl IntoView {
                 <Route path=path!("/users") view=users::UsersPage/>
                 <Route path=path!("/groups") view=groups::GroupsPage/>
                 <Route path=path!("/invite") view=invite::InvitePage/>
-                <Route path=path!("/account") view=invite::AccountPage/>
+                <Route path=path!("/account") view=account::AccountPage/>
                 // Declared before `/jobs/:id`: the first matching route wins.
                 <Route path=path!("/jobs/new") view=jobs::new::NewJobPage/>
                 <Route path=path!("/jobs/:id") view=jobs::detail::JobDetailPage/>

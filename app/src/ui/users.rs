@@ -184,7 +184,12 @@ fn UserRow(
                 </select>
             </td>
             <td><span class=state.1>{state.0}</span></td>
-            <td>{if user.totp_enrolled { "TOTP" } else { "none yet" }}</td>
+            <td>{match (user.totp_enrolled, user.passkeys) {
+                (false, 0) => "none yet".to_string(),
+                (true, 0) => "TOTP".to_string(),
+                (false, n) => format!("{n} passkey(s)"),
+                (true, n) => format!("TOTP, {n} passkey(s)"),
+            }}</td>
             <td>
                 {move || if editing.get() {
                     let id_groups = id_groups.clone();

@@ -9,6 +9,7 @@ mod common;
 mod e2e;
 mod enroll;
 mod jobs;
+mod passkeys;
 mod permissions;
 mod tls;
 mod web;

@@ -1,10 +1,12 @@
 //! Session cookies: `pm_access` (JWT), `pm_refresh` (refresh token), `pm_pending` (second
-//! factor pending JWT). All are `Secure; HttpOnly; SameSite=Strict; Path=/`: never readable by
+//! factor pending JWT), `pm_webauthn` (binds a passwordless WebAuthn ceremony to the browser
+//! that started it; random, stored only hashed). All are `Secure; HttpOnly; SameSite=Strict; Path=/`: never readable by
 //! scripts, never sent cross-site, never over plain HTTP.
 
 pub const ACCESS_COOKIE: &str = "pm_access";
 pub const REFRESH_COOKIE: &str = "pm_refresh";
 pub const PENDING_COOKIE: &str = "pm_pending";
+pub const WEBAUTHN_COOKIE: &str = "pm_webauthn";
 
 const ATTRS: &str = "Path=/; Secure; HttpOnly; SameSite=Strict";
 

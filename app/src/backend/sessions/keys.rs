@@ -48,8 +48,13 @@ pub const ACTIVATION_DELAY_SECS: i64 = 150;
 pub const KEY_REFRESH_SECS: u64 = 60;
 pub const DEFAULT_ROTATION_DAYS: i64 = 90;
 
-pub const STAGE_TOTP: &str = "totp";
-pub const STAGE_ENROLL_TOTP: &str = "enroll_totp";
+/// Password accepted, the user has a factor: finish with TOTP, a passkey or a recovery code.
+pub const STAGE_SECOND_FACTOR: &str = "second_factor";
+/// Password accepted, no factor yet: only enrolling one (TOTP or a passkey) finishes the login.
+pub const STAGE_ENROL: &str = "enrol";
+/// Older names of the two stages.
+pub const STAGE_TOTP: &str = STAGE_SECOND_FACTOR;
+pub const STAGE_ENROLL_TOTP: &str = STAGE_ENROL;
 
 const INVALID: BackendError = BackendError::Unauthorized("invalid_token");
 const EXPIRED: BackendError = BackendError::Unauthorized("token_expired");
@@ -354,10 +359,10 @@ pub fn verify_access(keys: &KeySet, jwt: &str, now: i64) -> Result<Principal> {
     Ok(Principal { user_id: c.sub, username: c.username, role, session_id: c.sid })
 }
 
-/// "Password OK, second factor pending" token (5 min, `aud = pm-mfa`). Its stage is `totp`
-/// when the user has a confirmed factor, else `enroll_totp`.
+/// "Password OK, second factor pending" token (5 min, `aud = pm-mfa`). Its stage is
+/// `second_factor` when the user has a confirmed factor (TOTP or passkey), else `enrol`.
 pub fn issue_pending(keys: &KeySet, user: &User, now: i64) -> Result<String> {
-    let stage = if user.totp_enrolled { STAGE_TOTP } else { STAGE_ENROLL_TOTP };
+    let stage = if user.has_factor() { STAGE_SECOND_FACTOR } else { STAGE_ENROL };
     keys.sign(
         &PendingClaims {
         iss: ISSUER.into(),
@@ -375,7 +380,7 @@ pub fn issue_pending(keys: &KeySet, user: &User, now: i64) -> Result<String> {
 /// `(user_id, stage)` of a valid pending token.
 pub fn verify_pending(keys: &KeySet, token: &str, now: i64) -> Result<(String, String)> {
     let c: PendingClaims = keys.verify(token, AUD_PENDING, now)?;
-    if c.stage != STAGE_TOTP && c.stage != STAGE_ENROLL_TOTP {
+    if c.stage != STAGE_SECOND_FACTOR && c.stage != STAGE_ENROL {
         return Err(INVALID);
     }
     Ok((c.sub, c.stage))
@@ -406,7 +411,7 @@ mod tests {
     }
 
     fn user(enrolled: bool) -> User {
-        User { id: "u1".into(), username: "alice".into(), role: Role::Admin, disabled: false, totp_enrolled: enrolled }
+        User { id: "u1".into(), username: "alice".into(), role: Role::Admin, disabled: false, totp_enrolled: enrolled, passkeys: 0 }
     }
 
     #[tokio::test]

@@ -27,11 +27,11 @@ mod setup;
 #[cfg(test)]
 pub(crate) mod testenv;
 
-pub use cookies::{clear_cookie, read_cookie, set_cookie, ACCESS_COOKIE, PENDING_COOKIE, REFRESH_COOKIE};
+pub use cookies::{clear_cookie, read_cookie, set_cookie, ACCESS_COOKIE, PENDING_COOKIE, REFRESH_COOKIE, WEBAUTHN_COOKIE};
 pub use keys::{
     issue_pending, rotate_now, verify_access, verify_pending, KeySet, ACCESS_TTL_SECS, ACTIVATION_DELAY_SECS, AUD_ACCESS,
-    AUD_PENDING, DEFAULT_ROTATION_DAYS, ISSUER, KEY_REFRESH_SECS, OVERLAP_SECS, PENDING_TTL_SECS, STAGE_ENROLL_TOTP,
-    STAGE_TOTP,
+    AUD_PENDING, DEFAULT_ROTATION_DAYS, ISSUER, KEY_REFRESH_SECS, OVERLAP_SECS, PENDING_TTL_SECS, STAGE_ENROL,
+    STAGE_ENROLL_TOTP, STAGE_SECOND_FACTOR, STAGE_TOTP,
 };
 pub use setup::{setup_admin, setup_token_issue, SETUP_TOKEN_KEY, SETUP_TOKEN_TTL_SECS};
 
@@ -202,9 +202,52 @@ pub async fn revoke_user(conn: &mut Conn, user_id: &str, now: i64) -> Result<u64
     Ok(n)
 }
 
-/// Starts a session for a user who passed every factor. Audited `login.success`.
-#[tracing::instrument(skip_all, fields(user_id = %user.id, source_ip = source_ip.unwrap_or("-")))]
+/// How a user proved who they are; recorded in `login.success` (and in failures' `stage`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginMethod {
+    PasswordTotp,
+    PasswordPasskey,
+    /// Passwordless: a discoverable passkey with user verification.
+    Passkey,
+    PasswordRecoveryCode,
+}
+
+impl LoginMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LoginMethod::PasswordTotp => "password+totp",
+            LoginMethod::PasswordPasskey => "password+passkey",
+            LoginMethod::Passkey => "passkey",
+            LoginMethod::PasswordRecoveryCode => "password+recovery_code",
+        }
+    }
+}
+
+/// Starts a session for a user who passed every factor. Audited `login.success` (without a
+/// method: callers that know it use [`start_login`]).
 pub async fn start(state: &AppState, user: &User, source_ip: Option<&str>, now: i64) -> Result<SessionTokens> {
+    start_session(state, user, None, source_ip, now).await
+}
+
+/// [`start`] for a completed login: the audit row names how the user signed in.
+pub async fn start_login(
+    state: &AppState,
+    user: &User,
+    method: LoginMethod,
+    source_ip: Option<&str>,
+    now: i64,
+) -> Result<SessionTokens> {
+    start_session(state, user, Some(method), source_ip, now).await
+}
+
+#[tracing::instrument(skip_all, fields(user_id = %user.id, source_ip = source_ip.unwrap_or("-")))]
+async fn start_session(
+    state: &AppState,
+    user: &User,
+    method: Option<LoginMethod>,
+    source_ip: Option<&str>,
+    now: i64,
+) -> Result<SessionTokens> {
     if user.disabled {
         return Err(BackendError::Unauthorized("invalid_credentials"));
     }
@@ -220,7 +263,10 @@ pub async fn start(state: &AppState, user: &User, source_ip: Option<&str>, now: 
             action: "login.success",
             target: &user.target(),
             source_ip,
-            details: json!({ "session": family_id }),
+            details: match method {
+                Some(m) => json!({ "session": family_id, "method": m.as_str() }),
+                None => json!({ "session": family_id }),
+            },
         },
         now,
     )

@@ -208,7 +208,10 @@ async fn login_flow_end_to_end() {
     assert_eq!(p.role, Role::Admin);
 
     let actions: Vec<String> = audit::list(&st.db, 100, 0).await.unwrap().into_iter().rev().map(|r| r.action).collect();
-    assert_eq!(actions, ["jwt_key.rotate", "user.create", "mfa.totp.begin", "mfa.totp.enroll", "login.success", "login.success"]);
+    assert_eq!(
+        actions,
+        ["jwt_key.rotate", "user.create", "mfa.totp.begin", "mfa.totp.enroll", "mfa.recovery.generate", "login.success", "login.success"]
+    );
     assert_eq!(audit::verify(&st.db).await.unwrap().first_bad_seq, None);
     env.finish().await;
 }
