@@ -1,12 +1,12 @@
 // Accounts for specs that need their own users: an admin made with the server's CLI (the same
-// `patch-manager user create-admin` an operator would run), and the sign-in steps of the UI
-// (password, then TOTP enrolment on first sign-in or a TOTP code later).
+// `patch-manager user create-admin` an operator would run), the sign-in steps of the UI
+// (password, then TOTP enrolment on first sign-in or a TOTP code later), and real agents.
 import { expect, type Page } from '@playwright/test';
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as ids from './ids';
-import { byId, hydrated, url } from './server';
+import { byId, createAdmin, hydrated, url } from './server';
 import { freshCode } from './totp';
 
 export interface Account {
@@ -18,25 +18,11 @@ export interface Account {
   usedStep: number;
 }
 
-/** Runs `patch-manager --config <e2e config> ARGS` against the test server's database. */
-export function pmCli(args: string[]): string {
-  const env = { ...process.env };
-  if (process.env.PM_E2E_DATABASE_URL) env.PM_DATABASE_URL = process.env.PM_E2E_DATABASE_URL;
-  return execFileSync(process.env.PM_SERVER_BIN!, ['--config', process.env.PM_E2E_CONFIG!, ...args], {
-    encoding: 'utf8',
-    env,
-    timeout: 60_000,
-  });
-}
-
-/** A new admin account (no second factor yet) with a unique name. */
-export function createAdmin(prefix: string): Account {
+/** A new admin account (no second factor yet) with a unique name, made with the CLI. */
+export function newAdmin(prefix: string): Account {
   const username = `${prefix}-${Date.now().toString(36)}`;
   const password = `pw ${username} long enough`;
-  const file = path.join(process.env.PM_E2E_DIR!, `${username}.pw`);
-  fs.writeFileSync(file, password + '\n', { mode: 0o600 });
-  pmCli(['user', 'create-admin', '--username', username, '--password-file', file]);
-  fs.rmSync(file);
+  createAdmin(username, password);
   return { username, password, secret: '', usedStep: -1 };
 }
 
@@ -57,6 +43,9 @@ export async function signIn(page: Page, account: Account): Promise<void> {
     account.usedStep = step;
     await byId(page, ids.TOTP_ENROL_CODE).fill(code);
     await byId(page, ids.TOTP_ENROL_SUBMIT).click();
+    // The one-time recovery codes are shown once; the user confirms having kept them.
+    await expect(byId(page, ids.RECOVERY_CODES).locator('li')).toHaveCount(10);
+    await byId(page, ids.RECOVERY_CONTINUE).click();
   } else {
     await expect(byId(page, ids.TOTP_CODE)).toBeVisible();
     const { code, step } = await freshCode(account.secret, account.usedStep);

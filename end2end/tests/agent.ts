@@ -7,29 +7,10 @@ import * as fs from 'node:fs';
 import * as https from 'node:https';
 import * as os from 'node:os';
 import * as path from 'node:path';
-
-const REPO = path.resolve(__dirname, '..', '..');
-const STATE_FILE = path.join(__dirname, '..', '.tmp', 'server.json');
-
-/** Environment for the server's CLI: the same database as the running server. */
-function serverEnv(): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { ...process.env };
-  const state = JSON.parse(fs.readFileSync(STATE_FILE, 'utf8')) as { pgDatabase?: string };
-  if (state.pgDatabase) env.PM_DATABASE_URL = `postgres://postgres@127.0.0.1:5432/${state.pgDatabase}`;
-  return env;
-}
+import { pmCli } from './server';
 
 /** Runs `patch-manager --config <the test config> ARGS`. */
-export function cli(args: string[], input?: string): string {
-  const dir = process.env.PM_E2E_DIR!;
-  const bin = path.join(REPO, 'target', 'release', 'patch-manager');
-  return execFileSync(bin, ['--config', path.join(dir, 'config.toml'), ...args], {
-    env: serverEnv(),
-    encoding: 'utf8',
-    input,
-    timeout: 60_000,
-  });
-}
+export const cli = pmCli;
 
 export type SignedJob = { spec_b64: string; signature_b64: string; key_id: string };
 export type JobSpec = { job_id: string; host_id: string; not_before: number; not_after: number; mode: string };

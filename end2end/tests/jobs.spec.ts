@@ -6,13 +6,10 @@
 // enroll`); then reads the host's output. The other group's host and its job stay hidden.
 // Self-contained: its own admin (server CLI), groups, hosts and operator.
 import { expect, test, type Browser, type Page } from '@playwright/test';
-import * as fs from 'node:fs';
-import * as os from 'node:os';
-import * as path from 'node:path';
-import { AgentHost, cli, opensslResult } from './agent';
+import { AgentHost, opensslResult } from './agent';
 import * as ids from './ids';
-import { byId, hydrated, shot, url, watchErrors } from './server';
-import { freshCode } from './totp';
+import { byId, createAdmin, hydrated, shot, url, watchErrors } from './server';
+import { signIn } from './accounts';
 
 const PASSWORD = 'jobs e2e password 4711';
 const SUFFIX = `${process.pid}`;
@@ -25,18 +22,7 @@ const HOST_B = `e2e-jobs-b-${SUFFIX}`;
 
 /** Password, then first-time TOTP enrolment; ends signed in on the host list. */
 async function firstLogin(page: Page, username: string): Promise<void> {
-  await page.goto(url(ids.ROUTE_LOGIN));
-  await hydrated(page);
-  await byId(page, ids.LOGIN_USERNAME).fill(username);
-  await byId(page, ids.LOGIN_PASSWORD).fill(PASSWORD);
-  await byId(page, ids.LOGIN_SUBMIT).click();
-  await expect(byId(page, ids.TOTP_SECRET)).toBeVisible();
-  const secret = ((await byId(page, ids.TOTP_SECRET).textContent()) ?? '').trim();
-  const { code } = await freshCode(secret);
-  await byId(page, ids.TOTP_ENROL_CODE).fill(code);
-  await byId(page, ids.TOTP_ENROL_SUBMIT).click();
-  await page.waitForURL((u) => u.pathname === ids.ROUTE_HOSTS);
-  await hydrated(page);
+  await signIn(page, { username, password: PASSWORD, secret: '', usedStep: -1 });
 }
 
 async function newSession(browser: Browser): Promise<Page> {
@@ -50,9 +36,7 @@ test('an operator patches their host from the browser and watches it live', asyn
   let hostB: AgentHost;
 
   await test.step('an admin (server CLI) creates two host groups', async () => {
-    const pwFile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'pm-pw-')), 'pw');
-    fs.writeFileSync(pwFile, PASSWORD + '\n', { mode: 0o600 });
-    cli(['user', 'create-admin', '--username', ADMIN, '--password-file', pwFile]);
+    createAdmin(ADMIN, PASSWORD);
     await firstLogin(page, ADMIN);
     await page.goto(url(ids.ROUTE_GROUPS));
     await hydrated(page);

@@ -4,7 +4,7 @@
 // pages are all cut to their scope, in the browser and at the server-function level.
 import { expect, test, type Page } from '@playwright/test';
 import * as ids from './ids';
-import { type Account, createAdmin, enrollAgent, signIn } from './accounts';
+import { type Account, enrollAgent, newAdmin, signIn } from './accounts';
 import { byId, hydrated, url, watchErrors } from './server';
 
 async function createGroup(page: Page, name: string): Promise<void> {
@@ -38,7 +38,7 @@ test('an Operator sees and reaches only the hosts of their groups', async ({ pag
   const suffix = Date.now().toString(36);
   const groupA = `scope A ${suffix}`;
   const groupB = `scope B ${suffix}`;
-  const admin = createAdmin('scope-admin');
+  const admin = newAdmin('scope-admin');
   await signIn(page, admin);
 
   await createGroup(page, groupA);

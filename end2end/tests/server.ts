@@ -50,21 +50,26 @@ export function watchErrors(page: Page): () => void {
   return () => expect(errors, 'errors in the browser').toEqual([]);
 }
 
-/** Creates an administrator with the server's CLI (same config and database as the server). */
-export function createAdmin(username: string, password: string): void {
+/** Runs `patch-manager --config <the test config> ARGS` against the running server's data dir
+ * and database (what an operator does on the server's shell). Throws with stderr on failure. */
+export function pmCli(args: string[], input?: string): string {
   const bin = process.env.PM_SERVER_BIN;
   const config = process.env.PM_E2E_CONFIG;
-  const dir = process.env.PM_E2E_DIR;
-  if (!bin || !config || !dir) throw new Error('global-setup did not run');
-  const pwFile = path.join(dir, `pw-${username}.txt`);
-  fs.writeFileSync(pwFile, password + '\n', { mode: 0o600 });
+  if (!bin || !config) throw new Error('global-setup did not run');
   const env: NodeJS.ProcessEnv = { ...process.env };
   if (process.env.PM_E2E_DATABASE_URL) env.PM_DATABASE_URL = process.env.PM_E2E_DATABASE_URL;
-  execFileSync(bin, ['--config', config, 'user', 'create-admin', '--username', username, '--password-file', pwFile], {
-    env,
-    // Quiet on success; a failure throws with the CLI's stderr.
-    stdio: 'pipe',
-    timeout: 60_000,
-  });
-  fs.rmSync(pwFile, { force: true });
+  return execFileSync(bin, ['--config', config, ...args], { env, encoding: 'utf8', input, stdio: 'pipe', timeout: 60_000 });
+}
+
+/** Creates an administrator with the server's CLI (no second factor yet). */
+export function createAdmin(username: string, password: string): void {
+  const dir = process.env.PM_E2E_DIR;
+  if (!dir) throw new Error('global-setup did not run');
+  const pwFile = path.join(dir, `pw-${username}.txt`);
+  fs.writeFileSync(pwFile, password + '\n', { mode: 0o600 });
+  try {
+    pmCli(['user', 'create-admin', '--username', username, '--password-file', pwFile]);
+  } finally {
+    fs.rmSync(pwFile, { force: true });
+  }
 }
