@@ -58,14 +58,23 @@ export async function signIn(page: Page, account: Account): Promise<void> {
   await expect(byId(page, ids.NAV_USER)).toHaveText(account.username);
 }
 
-/** Enrolls the real agent with `token` into a new state dir and checks in once; the host id. */
-export function enrollAgent(agentCommand: string, label: string): string {
+/** Enrolls the real agent with `token` into a new state dir and checks in once (with `env`
+ * added to the environment). */
+export function enrollAgent(
+  agentCommand: string,
+  label: string,
+  env: NodeJS.ProcessEnv = {},
+): { hostId: string; stateDir: string } {
   const agentBin = process.env.PM_AGENT_BIN!;
   const stateDir = fs.mkdtempSync(path.join(process.env.PM_E2E_DIR!, `agent-${label}-`));
   const args = agentCommand.split(/\s+/).slice(1);
   const out = execFileSync(agentBin, [...args, '--state-dir', stateDir], { encoding: 'utf8', timeout: 60_000 });
   const m = out.match(/enrolled as host (\S+)/);
   if (!m) throw new Error(`no host id in the agent's output: ${out}`);
-  execFileSync(agentBin, ['run', '--once', '--state-dir', stateDir], { stdio: 'inherit', timeout: 180_000 });
-  return m[1];
+  execFileSync(agentBin, ['run', '--once', '--state-dir', stateDir], {
+    env: { ...process.env, ...env },
+    stdio: 'inherit',
+    timeout: 180_000,
+  });
+  return { hostId: m[1], stateDir };
 }

@@ -56,6 +56,10 @@ export const PAGE_PREV = 'page-prev';
 export const PAGE_NEXT = 'page-next';
 export const PAGE_INFO = 'page-info';
 export const HOST_ROW_PREFIX = 'host-row-';
+export const HOST_CERT_SERIAL = 'host-cert-serial';
+export const HOST_CERT_STATUS = 'host-cert-status';
+export const HOST_REVOKE = 'host-revoke';
+export const HOST_REVOKE_CONFIRM = 'host-revoke-confirm';
 // Host detail
 export const HOST_HOSTNAME = 'host-hostname';
 export const HOST_STATUS = 'host-status';

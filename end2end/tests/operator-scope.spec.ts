@@ -26,7 +26,7 @@ async function enrollInto(page: Page, group: string, label: string): Promise<str
   await byId(page, ids.ENROLL_SUBMIT).click();
   await expect(byId(page, ids.AGENT_COMMAND)).toBeVisible();
   const command = ((await byId(page, ids.AGENT_COMMAND).textContent()) ?? '').trim();
-  return enrollAgent(command, label);
+  return enrollAgent(command, label).hostId;
 }
 
 function hostRow(page: Page, hostId: string) {

@@ -107,6 +107,13 @@ pub struct CreateAdminArgs {
 pub enum CaCommand {
     /// Print the SHA-256 fingerprint of the internal CA certificate (what agents pin).
     Fingerprint,
+    /// Revoke every certificate of a host: its agent is refused from its next request on
+    /// (every replica re-checks the database per request) until enrolled again.
+    Revoke {
+        /// The host id (shown on the host's page).
+        #[arg(long, value_name = "HOST_ID")]
+        host: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

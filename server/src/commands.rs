@@ -101,6 +101,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{}", ca.fingerprint());
             Ok(ExitCode::SUCCESS)
         }
+        Command::Ca(CaCommand::Revoke { host }) => {
+            let db = crate::open_db(&config).await?;
+            db.migrate().await?;
+            let registry = app::backend::certs::CertRegistry::default();
+            let scope = app::backend::access::Scope::All;
+            let serials =
+                app::backend::certs::revoke_host(&db, &registry, &Actor::Cli, &scope, &host, now_unix()).await?;
+            for serial in serials {
+                println!("revoked certificate {serial} of host {host}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Audit(AuditCommand::Verify) => {
             let db = crate::open_db(&config).await?;
             db.migrate().await?;

@@ -45,6 +45,13 @@ pub async fn set_host_groups(id: String, group_ids: Vec<String>) -> Result<(), A
     super::ctx::respond(imp::set_host_groups(&id, group_ids).await)
 }
 
+/// Revokes the host's certificates (Admins, or Operators for hosts of their groups): the
+/// agent is refused from its next request on and must be enrolled again. The revoked serials.
+#[server(endpoint = "hosts/revoke")]
+pub async fn revoke_host(id: String) -> Result<Vec<String>, AppError> {
+    super::ctx::respond(imp::revoke_host(&id).await)
+}
+
 #[cfg(feature = "ssr")]
 mod imp {
     use super::super::ctx;
@@ -67,6 +74,13 @@ mod imp {
         let caller = ctx::require_admin().await?;
         let state = ctx::state()?;
         Ok(groups::set_host_groups(&state.db, &caller.actor(), id, &group_ids, ctx::now()).await?)
+    }
+
+    pub async fn revoke_host(id: &str) -> Result<Vec<String>, AppError> {
+        let caller = ctx::caller().await?;
+        let state = ctx::state()?;
+        Ok(crate::backend::certs::revoke_host(&state.db, &state.certs, &caller.actor(), &caller.scope(), id, ctx::now())
+            .await?)
     }
 
     pub async fn list_hosts(

@@ -166,6 +166,58 @@ pub async fn revoke(db: &Db, registry: &CertRegistry, actor: &Actor, serial_hex:
     Ok(())
 }
 
+/// Revokes every certificate of a host the caller may see (`scope`): the host can no longer
+/// check in until it is enrolled again with a new token. One audited `cert.revoke` row per
+/// certificate, all in one transaction; the registry learns after the commit. `NotFound` for
+/// a host outside the scope (as for a missing one), `Conflict("already_revoked")` when it
+/// has no valid certificate left. Returns the revoked serials.
+#[tracing::instrument(skip_all, fields(host_id = %host_id))]
+pub async fn revoke_host(
+    db: &Db,
+    registry: &CertRegistry,
+    actor: &Actor,
+    scope: &super::access::Scope,
+    host_id: &str,
+    now: i64,
+) -> Result<Vec<String>> {
+    let mut tx = db.begin().await?;
+    scope.check_host(&mut *tx, host_id).await?;
+    let rows = sqlx::query("SELECT serial FROM certificates WHERE host_id = $1 AND revoked_at IS NULL ORDER BY serial")
+        .bind(host_id)
+        .fetch_all(&mut *tx)
+        .await?;
+    let serials = rows.iter().map(|r| r.try_get::<String, _>("serial")).collect::<std::result::Result<Vec<_>, _>>()?;
+    if serials.is_empty() {
+        return Err(BackendError::Conflict("already_revoked"));
+    }
+    for serial in &serials {
+        sqlx::query("UPDATE certificates SET revoked_at = $1, revoked_by = $2 WHERE serial = $3 AND revoked_at IS NULL")
+            .bind(now)
+            .bind(actor.label())
+            .bind(serial)
+            .execute(&mut *tx)
+            .await?;
+        let target = format!("cert:{serial}");
+        audit::append(
+            &mut tx,
+            Event {
+                actor,
+                action: "cert.revoke",
+                target: &target,
+                source_ip: None,
+                details: serde_json::json!({ "host_id": host_id }),
+            },
+            now,
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    for serial in &serials {
+        registry.mark_revoked(serial);
+    }
+    Ok(serials)
+}
+
 /// Latest certificate of a host that is not revoked: `(serial, not_after)`.
 pub async fn current_for_host(db: &Db, host_id: &str) -> Result<Option<(String, i64)>> {
     let row = sqlx::query(

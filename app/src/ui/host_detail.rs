@@ -11,7 +11,7 @@ use super::ids;
 use crate::api::auth::current_user;
 use crate::api::dto::{GroupRef, HostDetail, Role, UpdateRow};
 use crate::api::groups::list_groups;
-use crate::api::hosts::{get_host, host_packages, host_updates, SetHostGroups};
+use crate::api::hosts::{get_host, host_packages, host_updates, RevokeHost, SetHostGroups};
 use crate::api::job_dto::HostJobRow;
 use crate::api::jobs::host_jobs;
 use super::jobs::{host_state_class, mode_label, StatusBadge};
@@ -63,7 +63,12 @@ pub fn HostDetailPage() -> impl IntoView {
                         Ok(h) => {
                             let id = h.summary.id.clone();
                             let groups = h.groups.clone();
-                            view! { <Facts host=h/> <HostGroups host_id=id current=groups/> }.into_any()
+                            let cert = (h.cert_serial.clone(), h.cert_not_after);
+                            view! {
+                                <Facts host=h/>
+                                <HostGroups host_id=id.clone() current=groups/>
+                                <HostCertificate host_id=id serial=cert.0 not_after=cert.1/>
+                            }.into_any()
                         }
                     }
                 })}
@@ -171,10 +176,60 @@ fn Facts(host: HostDetail) -> impl IntoView {
                 <dt>"Agent version"</dt><dd>{host.agent_version}</dd>
                 <dt>"Last seen"</dt><dd>{format::datetime_opt(s.last_seen)}</dd>
                 <dt>"Enrolled"</dt><dd>{format::datetime(host.enrolled_at)}</dd>
-                <dt>"Certificate serial"</dt><dd class="mono">{host.cert_serial}</dd>
-                <dt>"Certificate expires"</dt><dd>{format::datetime(host.cert_not_after)}</dd>
                 <dt>"Host id"</dt><dd class="mono">{s.id}</dd>
             </dl>
+        </section>
+    }
+}
+
+/// The host's client certificate, and revoking it (Admins, and Operators for their groups'
+/// hosts): the agent is refused from its next request and needs a new enrollment token.
+#[component]
+fn HostCertificate(host_id: String, serial: String, not_after: i64) -> impl IntoView {
+    let revoke = ServerAction::<RevokeHost>::new();
+    let host_id = StoredValue::new(host_id);
+    let confirming = RwSignal::new(false);
+    let revoked = move || matches!(revoke.value().get(), Some(Ok(_)));
+    let had_cert = !serial.is_empty();
+    view! {
+        <section class="card">
+            <h2>"Certificate"</h2>
+            <dl class="facts">
+                <dt>"Serial"</dt><dd class="mono" id=ids::HOST_CERT_SERIAL>{serial}</dd>
+                <dt>"Status"</dt>
+                <dd id=ids::HOST_CERT_STATUS>
+                    {move || if revoked() || !had_cert {
+                        view! { <span class="badge badge-offline">"revoked: enroll the host again to reconnect"</span> }.into_any()
+                    } else {
+                        view! { <span>"valid until " {format::datetime(not_after)}</span> }.into_any()
+                    }}
+                </dd>
+            </dl>
+            {move || revoke.value().get().and_then(Result::err).map(|e| view! { <ErrorBox error=e/> })}
+            <Show when=move || had_cert && !revoked()>
+                <Show
+                    when=move || confirming.get()
+                    fallback=move || view! {
+                        <button id=ids::HOST_REVOKE class="btn btn-danger btn-small" on:click=move |_| confirming.set(true)>
+                            "Revoke certificate…"
+                        </button>
+                    }
+                >
+                    {
+                        view! {
+                            <p>"The agent on this host will be refused from its next request on. Revoke?"</p>
+                            <button
+                                id=ids::HOST_REVOKE_CONFIRM
+                                class="btn btn-danger btn-small"
+                                disabled=move || revoke.pending().get()
+                                on:click=move |_| { revoke.dispatch(RevokeHost { id: host_id.get_value() }); }
+                            >"Yes, revoke"</button>
+                            " "
+                            <button class="btn btn-secondary btn-small" on:click=move |_| confirming.set(false)>"Keep it"</button>
+                        }
+                    }
+                </Show>
+            </Show>
         </section>
     }
 }

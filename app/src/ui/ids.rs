@@ -68,6 +68,10 @@ pub const PAGE_NEXT: &str = "page-next";
 pub const PAGE_INFO: &str = "page-info";
 /// Row of one host: `host-row-<hostname>`.
 pub const HOST_ROW_PREFIX: &str = "host-row-";
+pub const HOST_CERT_SERIAL: &str = "host-cert-serial";
+pub const HOST_CERT_STATUS: &str = "host-cert-status";
+pub const HOST_REVOKE: &str = "host-revoke";
+pub const HOST_REVOKE_CONFIRM: &str = "host-revoke-confirm";
 
 // Host detail
 pub const HOST_HOSTNAME: &str = "host-hostname";

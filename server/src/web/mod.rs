@@ -18,7 +18,8 @@ use std::path::Path;
 
 use app::backend::state::AppState;
 use axum::extract::{DefaultBodyLimit, FromRef};
-use axum::routing::{any, get, post};
+use axum::http::Method;
+use axum::routing::{any, get, post, MethodRouter};
 use axum::Router;
 use leptos::prelude::{provide_context, use_context, LeptosOptions};
 use leptos_axum::{generate_route_list, LeptosRoutes};
@@ -33,6 +34,44 @@ pub const SERVER_FN_BODY_LIMIT: usize = 1024 * 1024;
 /// Upper bound for producing a response head (handlers read their bodies within it). A
 /// streamed page body is not cut off.
 pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Who may call a REST route of this listener. Pages and server functions have registries
+/// of their own (Leptos' route list, server_fn's); these routes are listed in [`rest_routes`],
+/// the one table the router is built from and the permission-matrix test reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestAccess {
+    /// No session needed: the request carries its own proof (a one-time enrollment token)
+    /// or asks for public data (the CA certificate). A session cookie grants nothing more.
+    Open,
+    /// A fully signed-in user (password and second factor); 401 otherwise.
+    Session,
+}
+
+/// One REST route: its path (axum syntax), the only method it answers, who may call it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestRoute {
+    pub path: &'static str,
+    /// `None`: any method (the `/api/v1` catch-all, which answers 404 to signed-in users).
+    pub method: Option<Method>,
+    pub access: RestAccess,
+}
+
+/// Every REST route of the web listener with its handler. Add new routes here (and nowhere
+/// else): the router is built from this table, the session gate applied by its `access`.
+pub fn rest_routes() -> Vec<(RestRoute, MethodRouter<WebState>)> {
+    let route = |path, method, access| RestRoute { path, method, access };
+    vec![
+        (
+            route(agent::proto::ENROLL_PATH, Some(Method::POST), RestAccess::Open),
+            post(enroll::enroll).layer(DefaultBodyLimit::max(enroll::ENROLL_BODY_LIMIT)),
+        ),
+        (route(agent::proto::CA_PATH, Some(Method::GET), RestAccess::Open), get(enroll::ca_pem)),
+        (
+            route("/api/v1/{*rest}", None, RestAccess::Session),
+            any(|| async { WebError::Backend(app::backend::error::BackendError::NotFound) }),
+        ),
+    ]
+}
 
 /// Router state: the backend plus what Leptos needs to render.
 #[derive(Clone)]
@@ -81,18 +120,25 @@ pub fn router(state: AppState, site_dir: &Path) -> Router {
 
     // Pages and server functions: session gate as a route layer, so it never runs for the
     // static fallback (the login page needs its CSS and WASM without a session).
-    let gated = Router::<WebState>::new()
-        .leptos_routes_with_context(&web_state, routes, leptos_context(state.clone()), {
+    let mut gated = Router::<WebState>::new().leptos_routes_with_context(
+        &web_state,
+        routes,
+        leptos_context(state.clone()),
+        {
             let options = options.clone();
             move || app::ui::shell(options.clone())
-        })
-        .route("/api/v1/{*rest}", any(|| async { WebError::Backend(app::backend::error::BackendError::NotFound) }))
+        },
+    );
+    let mut public = Router::<WebState>::new();
+    for (route, handler) in rest_routes() {
+        match route.access {
+            RestAccess::Open => public = public.route(route.path, handler),
+            RestAccess::Session => gated = gated.route(route.path, handler),
+        }
+    }
+    let gated = gated
         .layer(DefaultBodyLimit::max(SERVER_FN_BODY_LIMIT))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_session));
-
-    let public = Router::<WebState>::new()
-        .route(agent::proto::ENROLL_PATH, post(enroll::enroll).layer(DefaultBodyLimit::max(enroll::ENROLL_BODY_LIMIT)))
-        .route(agent::proto::CA_PATH, get(enroll::ca_pem));
 
     let pkg = ServeDir::new(site_dir.join("pkg"));
 

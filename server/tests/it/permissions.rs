@@ -10,6 +10,8 @@ use app::backend::db::now_unix;
 use app::backend::{groups, sessions, users};
 use serde_json::{json, Value};
 
+use server::web::RestAccess;
+
 use crate::common::TestServer;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,6 +102,8 @@ fn matrix(f: &Fixture) -> BTreeMap<&'static str, (Gate, Body)> {
         ("/api/hosts/get", (User, Form(vec![("id", host.clone())]))),
         ("/api/hosts/packages", (User, Form(vec![("id", host.clone()), ("search", s("")), ("page", s("1"))]))),
         ("/api/hosts/updates", (User, Form(vec![("id", host.clone())]))),
+        // Operators revoke their groups' hosts only (404 otherwise, tested below).
+        ("/api/hosts/revoke", (User, Form(vec![("id", s("no-such-host"))]))),
         ("/api/groups/mine", (User, Form(vec![]))),
         ("/api/hosts/set_groups", (Admin, Json(json!({ "id": "no-such-host", "group_ids": [] })))),
         ("/api/enroll/create", (Admin, Form(vec![("note", s("matrix")), ("validity_secs", s("0")), ("group_id", s(""))]))),
@@ -279,6 +283,159 @@ async fn every_server_function_enforces_its_gate() {
     srv.stop().await;
 }
 
+/// Who may open a page. Pages outside the public ones need a full session (the gate answers
+/// `303 /login` otherwise); an Operator opening an Admin page gets the `forbidden` error of
+/// the server functions behind it, none of the data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PageGate {
+    Public,
+    User,
+    Admin,
+}
+
+/// Every page of the app's route list (Leptos' own registry) with its gate; a page missing
+/// here fails the test.
+fn page_matrix() -> BTreeMap<&'static str, PageGate> {
+    use PageGate::*;
+    BTreeMap::from([
+        ("/", User),
+        ("/login", Public),
+        ("/setup", Public),
+        ("/invite", Public),
+        ("/hosts", User),
+        ("/hosts/{id}", User),
+        ("/account", User),
+        ("/jobs", User),
+        ("/jobs/new", User),
+        ("/jobs/{id}", User),
+        ("/enroll", Admin),
+        ("/users", Admin),
+        ("/groups", Admin),
+        // Operators read the hooks (they choose them for their jobs); changing them is refused.
+        ("/hooks", User),
+    ])
+}
+
+async fn get(srv: &TestServer, path: &str, cookie: Option<&str>) -> (u16, String, String) {
+    let mut req = client(srv).get(srv.web_url(path));
+    if let Some(c) = cookie {
+        req = req.header("cookie", c);
+    }
+    let resp = req.send().await.expect("GET");
+    let status = resp.status().as_u16();
+    let location = resp.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    (status, location, resp.text().await.unwrap_or_default())
+}
+
+#[tokio::test]
+async fn every_page_and_rest_route_enforces_its_gate() {
+    let srv = TestServer::start().await;
+    let f = fixture(&srv).await;
+    let origin = srv.web_url("");
+
+    // Pages, from the route list the server registers.
+    let pages = page_matrix();
+    let listed: Vec<String> = leptos_axum::generate_route_list(app::ui::App).iter().map(|r| r.path().to_string()).collect();
+    for path in &listed {
+        assert!(pages.contains_key(path.as_str()), "page {path} has no row in the page matrix");
+    }
+    for path in pages.keys() {
+        assert!(listed.iter().any(|p| p == path), "page matrix row {path} names no page");
+    }
+    let mut cells = 0;
+    for (path, gate) in &pages {
+        let concrete = path.replace("{id}", if path.starts_with("/hosts") { &f.host_a } else { "no-such-job" });
+        for who in EVERYONE {
+            let (status, location, body) = get(&srv, &concrete, f.cookie(who)).await;
+            let signed_in = matches!(who, Who::OperatorA | Who::OperatorB | Who::Admin);
+            let what = format!("GET {concrete} as {who:?}: {status} {location}");
+            match gate {
+                PageGate::Public => assert_eq!(status, 200, "{what}"),
+                PageGate::User | PageGate::Admin if !signed_in => {
+                    assert_eq!((status, location.as_str()), (303, "/login"), "{what}")
+                }
+                // Host A's page is Operator A's and the Admin's; to Operator B it does not exist
+                // (like the unknown job id): 404, or the refusal in the streamed page.
+                PageGate::User if *path == "/jobs/{id}" || (*path == "/hosts/{id}" && who == Who::OperatorB) => {
+                    assert!(matches!(status, 200 | 404), "{what}");
+                    assert!(body.contains(r#"data-code="not_found""#), "{what}: not found is shown");
+                }
+                PageGate::User => {
+                    assert!(status == 200 || (status == 302 && *path == "/"), "{what}");
+                    assert!(!body.contains(r#"data-code="forbidden""#), "{what}");
+                    assert!(!body.contains(r#"data-code="not_found""#), "{what}");
+                }
+                PageGate::Admin if who == Who::Admin => {
+                    assert_eq!(status, 200, "{what}");
+                    assert!(!body.contains(r#"data-code="forbidden""#), "{what}");
+                }
+                PageGate::Admin => {
+                    // The status is 403 when the refusal comes before the streamed page's head.
+                    assert!(matches!(status, 200 | 403), "{what}");
+                    assert!(body.contains(r#"data-code="forbidden""#), "{what}: the refusal is shown");
+                }
+            }
+            cells += 1;
+        }
+    }
+    assert_eq!(cells, pages.len() * EVERYONE.len());
+
+    // REST routes, from the table the router is built from.
+    let routes: Vec<_> = server::web::rest_routes().into_iter().map(|(r, _)| r).collect();
+    assert!(!routes.is_empty());
+    let csr = crate::common::csr_pem(&rcgen::KeyPair::generate().expect("key"));
+    let enroll_body = json!({ "token": "pmet_not-a-real-token", "csr_pem": csr, "hostname": "matrix" });
+    for route in &routes {
+        let concrete = route.path.replace("{*rest}", "hosts");
+        for who in EVERYONE {
+            let cookie = f.cookie(who);
+            let method = route.method.clone().unwrap_or(reqwest::Method::GET);
+            let mut req = client(&srv).request(method.clone(), srv.web_url(&concrete)).header("origin", &origin);
+            if let Some(c) = cookie {
+                req = req.header("cookie", c);
+            }
+            if method == reqwest::Method::POST {
+                req = req.json(&enroll_body);
+            }
+            let resp = req.send().await.expect("REST call");
+            let status = resp.status().as_u16();
+            let answer: Value = serde_json::from_str(&resp.text().await.unwrap_or_default()).unwrap_or(Value::Null);
+            let what = format!("{method} {concrete} as {who:?}: {status} {answer}");
+            let signed_in = matches!(who, Who::OperatorA | Who::OperatorB | Who::Admin);
+            match (route.access, route.path) {
+                // The one-time token is the only proof; a session cookie adds nothing.
+                (RestAccess::Open, agent::proto::ENROLL_PATH) => {
+                    assert!(matches!(status, 400 | 401 | 403), "{what}");
+                    assert_ne!(code(&answer), "", "{what}: a clear error code");
+                }
+                (RestAccess::Open, _) => assert_eq!(status, 200, "{what}"),
+                (RestAccess::Session, _) if !signed_in => {
+                    assert_eq!((status, code(&answer)), (401, "not_logged_in"), "{what}")
+                }
+                (RestAccess::Session, _) => assert_eq!(status, 404, "{what}"),
+            }
+            cells += 1;
+        }
+        // A route answers its own method only: no mutation by GET, no upload by POST to a GET.
+        if let Some(method) = &route.method {
+            let other = if *method == reqwest::Method::GET { reqwest::Method::POST } else { reqwest::Method::GET };
+            let (status, _) = {
+                let resp = client(&srv)
+                    .request(other.clone(), srv.web_url(&concrete))
+                    .header("origin", &origin)
+                    .send()
+                    .await
+                    .expect("wrong method");
+                (resp.status().as_u16(), ())
+            };
+            assert_eq!(status, 405, "{other} {concrete}");
+        }
+    }
+    assert_eq!(cells, (pages.len() + routes.len()) * EVERYONE.len());
+
+    srv.stop().await;
+}
+
 #[tokio::test]
 async fn state_changes_from_another_origin_are_refused() {
     let srv = TestServer::start().await;
@@ -439,5 +596,65 @@ async fn operators_cannot_target_or_see_other_groups_hosts_in_jobs() {
     let (status, answer) = call(&srv, "/api/jobs/create", &Body::Json(json!({ "job": with_hook })), op_a, Some(&origin)).await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(app::backend::audit::list_by_action(&srv.state.db, "hook.create").await.expect("audit")[0].actor, "user:admin");
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn revoking_a_host_is_scoped_audited_and_locks_the_agent_out() {
+    let srv = TestServer::start().await;
+    let f = fixture(&srv).await;
+    let origin = srv.web_url("");
+    let now = now_unix();
+    // A third host, in group A, with an agent connection open (keep-alive).
+    let (c, key) = srv.enroll(&srv.create_token().await).await;
+    let group_a = groups::list(&srv.state.db).await.expect("groups").into_iter().find(|g| g.name == "group A").expect("A");
+    groups::set_host_groups(&srv.state.db, &Actor::Cli, &c.host_id, &[group_a.id], now).await.expect("host C");
+    let id = || crate::common::identity(&c.cert_pem, &key);
+    let serial = app::backend::certs::serial_hex_of_der(id().0[0].as_ref()).expect("serial");
+    let mut conn = srv.agent_connect(Some(id())).await.expect("handshake");
+    let body = serde_json::to_string(&crate::common::sample_checkin()).expect("json");
+    let (status, _) = crate::common::http1_post(&mut conn, agent::proto::CHECKIN_PATH, &body).await.expect("check-in");
+    assert_eq!(status, 200);
+
+    let revoke = Body::Form(vec![("id", c.host_id.clone())]);
+    // Operator B cannot see host C: 404, as for a host that does not exist; nothing changes.
+    let (status, answer) = call(&srv, "/api/hosts/revoke", &revoke, f.cookie(Who::OperatorB), Some(&origin)).await;
+    assert_eq!((status, code(&answer)), (404, "not_found"), "{answer}");
+    // From another origin, even Operator A is refused before anything happens.
+    let (status, _) =
+        call(&srv, "/api/hosts/revoke", &revoke, f.cookie(Who::OperatorA), Some("https://evil.example")).await;
+    assert_eq!(status, 403);
+    let (status, _) = crate::common::http1_post(&mut conn, agent::proto::CHECKIN_PATH, &body).await.expect("check-in");
+    assert_eq!(status, 200, "the host still checks in");
+
+    // Operator A revokes it: the serial is named, the audit row has the actor and source IP.
+    let (status, answer) = call(&srv, "/api/hosts/revoke", &revoke, f.cookie(Who::OperatorA), Some(&origin)).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer, json!([serial.clone()]));
+    let rows = app::backend::audit::list_by_action(&srv.state.db, "cert.revoke").await.expect("audit");
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].target, format!("cert:{serial}"));
+    assert_eq!(rows[0].actor, "user:op-a");
+    assert_eq!(rows[0].source_ip.as_deref(), Some("127.0.0.1"));
+    // Twice is a clear conflict, not a second audit row.
+    let (status, answer) = call(&srv, "/api/hosts/revoke", &revoke, f.cookie(Who::Admin), Some(&origin)).await;
+    assert_eq!((status, code(&answer)), (409, "already_revoked"), "{answer}");
+    assert_eq!(app::backend::audit::list_by_action(&srv.state.db, "cert.revoke").await.expect("audit").len(), 1);
+
+    // The open connection's next request is refused, and so is a new one.
+    let (status, answer) = crate::common::http1_post(&mut conn, agent::proto::CHECKIN_PATH, &body).await.expect("answer");
+    assert_eq!(status, 401, "{answer}");
+    match srv.agent_connect(Some(id())).await {
+        Err(_) => {}
+        Ok(mut fresh) => {
+            let refused = crate::common::http1_post(&mut fresh, agent::proto::CHECKIN_PATH, &body).await;
+            assert!(refused.is_err() || refused.is_ok_and(|(s, _)| s == 401), "a new connection must be refused");
+        }
+    }
+    // Host A's agent is untouched.
+    let detail = app::backend::hosts::get(&srv.state.db, &app::backend::access::Scope::All, &f.host_a, 300, now_unix())
+        .await
+        .expect("host A");
+    assert!(!detail.cert_serial.is_empty());
     srv.stop().await;
 }
