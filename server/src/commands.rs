@@ -21,6 +21,30 @@ fn overrides(cli: &Cli) -> Overrides {
     }
 }
 
+/// Commands that act on a server that has started before: run against a data dir without
+/// its CA they would silently create a second, empty server state (a relative `data_dir` is
+/// taken from the current directory). `serve`, `migrate` and `user create-admin` (the
+/// shell's way to set up a new server) create it.
+fn needs_existing_state(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::EnrollToken(_) | Command::Ca(_) | Command::Audit(_) | Command::Keys(_) | Command::Passwords(_)
+    )
+}
+
+fn existing_state(config: &Config) -> anyhow::Result<()> {
+    if config.data_dir.join("pki").join("ca.pem").is_file() {
+        return Ok(());
+    }
+    let shown = std::path::absolute(&config.data_dir).unwrap_or_else(|_| config.data_dir.clone());
+    Err(anyhow!(
+        "no server state in {} (no pki/ca.pem): this command works on the data directory of a server that has \
+         started once. A relative data_dir is taken from the current directory: run it where the server runs, \
+         or pass the server's --config or --data-dir",
+        shown.display()
+    ))
+}
+
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let ov = overrides(&cli);
     if let Command::Config(ConfigCommand::Check { file }) = &cli.command {
@@ -31,6 +55,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let config = Config::load(cli.config.as_deref(), &ov)?;
+    if needs_existing_state(&cli.command) {
+        existing_state(&config)?;
+    }
     match cli.command {
         Command::Config(_) => Ok(ExitCode::SUCCESS),
         Command::Serve => serve(config).await,
@@ -74,7 +101,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             let t = enrollment::create_token(&state, &Actor::Cli, &note, ttl, group_id.as_deref(), now_unix()).await?;
             println!("token:          {}", t.token);
-            println!("expires at:     {} (unix)", t.info.expires_at);
+            println!("expires at:     {} UTC", utc(t.info.expires_at));
             println!("CA fingerprint: {}", t.ca_fingerprint);
             println!("run on the host:\n  {}", t.agent_command);
             Ok(ExitCode::SUCCESS)
@@ -145,4 +172,13 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     }
     server.join.await.context("server task")?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `2026-12-04 17:30:00` for unix seconds (the CLI speaks UTC).
+fn utc(unix: i64) -> String {
+    let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| t.format(&format).ok())
+        .unwrap_or_else(|| unix.to_string())
 }

@@ -19,6 +19,7 @@ pub mod commands;
 pub mod config;
 pub mod listener;
 pub mod tls;
+pub mod private_files;
 pub mod web;
 
 use std::future::Future;
@@ -42,11 +43,15 @@ pub struct RunningServer {
     pub join: JoinHandle<()>,
 }
 
-/// Connects to the database. The data dir is created first: the default SQLite file lives
-/// in it.
+/// Connects to the database. The data dir is created first (mode 0700: it holds the CA key
+/// and, by default, the SQLite file with password hashes and TOTP secrets); a SQLite file is
+/// created 0600, and an existing one readable by others is made 0600.
 pub async fn open_db(config: &Config) -> anyhow::Result<Db> {
-    std::fs::create_dir_all(&config.data_dir)
+    private_files::create_dir(&config.data_dir)
         .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
+    if let Some(path) = private_files::sqlite_path(&config.database_url) {
+        private_files::restrict_sqlite(&path).with_context(|| format!("database file {}", path.display()))?;
+    }
     Db::connect(&config.database_url).await.context("connecting to the database")
 }
 

@@ -148,11 +148,11 @@ mod tests {
         add_host(&st.db, "h-none", "loner").await;
         let ga = groups::create(&st.db, &Actor::Cli, "group A", NOW).await.unwrap();
         let gb = groups::create(&st.db, &Actor::Cli, "group B", NOW).await.unwrap();
-        groups::set_host_groups(&st.db, &Actor::Cli, "h-a", &[ga.id.clone()], NOW).await.unwrap();
-        groups::set_host_groups(&st.db, &Actor::Cli, "h-b", &[gb.id.clone()], NOW).await.unwrap();
+        groups::set_host_groups(&st.db, &Actor::Cli, "h-a", std::slice::from_ref(&ga.id), NOW).await.unwrap();
+        groups::set_host_groups(&st.db, &Actor::Cli, "h-b", std::slice::from_ref(&gb.id), NOW).await.unwrap();
         let alice = operator(&env, "alice").await;
         let mut tx = st.db.begin().await.unwrap();
-        groups::set_user_groups(&mut tx, &Actor::Cli, &alice.id, &[ga.id.clone()], NOW).await.unwrap();
+        groups::set_user_groups(&mut tx, &Actor::Cli, &alice.id, std::slice::from_ref(&ga.id), NOW).await.unwrap();
         tx.commit().await.unwrap();
 
         let tokens = sessions::start(st, &alice, None, NOW).await.unwrap();

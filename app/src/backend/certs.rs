@@ -131,38 +131,40 @@ pub async fn authorize_serial(db: &Db, serial_hex: &str, now: i64) -> Result<Str
 #[tracing::instrument(skip_all, fields(serial = %serial_hex))]
 pub async fn revoke(db: &Db, registry: &CertRegistry, actor: &Actor, serial_hex: &str, now: i64) -> Result<()> {
     let mut tx = db.begin().await?;
-    let row = sqlx::query("SELECT host_id, revoked_at FROM certificates WHERE serial = $1")
+    let row = sqlx::query("SELECT host_id FROM certificates WHERE serial = $1")
         .bind(serial_hex)
         .fetch_optional(&mut *tx)
         .await?
         .ok_or(BackendError::NotFound)?;
     let host_id: String = row.try_get("host_id")?;
-    let updated = sqlx::query(
-        "UPDATE certificates SET revoked_at = $1, revoked_by = $2 WHERE serial = $3 AND revoked_at IS NULL",
-    )
-    .bind(now)
-    .bind(actor.label())
-    .bind(serial_hex)
-    .execute(&mut *tx)
-    .await?;
+    revoke_in(&mut tx, actor, serial_hex, &host_id, now).await?;
+    tx.commit().await?;
+    registry.mark_revoked(serial_hex);
+    Ok(())
+}
+
+/// Marks one certificate revoked and writes its `cert.revoke` audit row (caller's
+/// transaction). `Conflict("already_revoked")` when it was revoked already.
+async fn revoke_in(conn: &mut Conn, actor: &Actor, serial_hex: &str, host_id: &str, now: i64) -> Result<()> {
+    let updated =
+        sqlx::query("UPDATE certificates SET revoked_at = $1, revoked_by = $2 WHERE serial = $3 AND revoked_at IS NULL")
+            .bind(now)
+            .bind(actor.label())
+            .bind(serial_hex)
+            .execute(&mut *conn)
+            .await?;
     if updated.rows_affected() != 1 {
         return Err(BackendError::Conflict("already_revoked"));
     }
     let target = format!("cert:{serial_hex}");
-    audit::append(
-        &mut tx,
-        Event {
-            actor,
-            action: "cert.revoke",
-            target: &target,
-            source_ip: None,
-            details: serde_json::json!({ "host_id": host_id }),
-        },
-        now,
-    )
-    .await?;
-    tx.commit().await?;
-    registry.mark_revoked(serial_hex);
+    let event = Event {
+        actor,
+        action: "cert.revoke",
+        target: &target,
+        source_ip: None,
+        details: serde_json::json!({ "host_id": host_id }),
+    };
+    audit::append(conn, event, now).await?;
     Ok(())
 }
 
@@ -181,7 +183,7 @@ pub async fn revoke_host(
     now: i64,
 ) -> Result<Vec<String>> {
     let mut tx = db.begin().await?;
-    scope.check_host(&mut *tx, host_id).await?;
+    scope.check_host(&mut tx, host_id).await?;
     let rows = sqlx::query("SELECT serial FROM certificates WHERE host_id = $1 AND revoked_at IS NULL ORDER BY serial")
         .bind(host_id)
         .fetch_all(&mut *tx)
@@ -191,25 +193,7 @@ pub async fn revoke_host(
         return Err(BackendError::Conflict("already_revoked"));
     }
     for serial in &serials {
-        sqlx::query("UPDATE certificates SET revoked_at = $1, revoked_by = $2 WHERE serial = $3 AND revoked_at IS NULL")
-            .bind(now)
-            .bind(actor.label())
-            .bind(serial)
-            .execute(&mut *tx)
-            .await?;
-        let target = format!("cert:{serial}");
-        audit::append(
-            &mut tx,
-            Event {
-                actor,
-                action: "cert.revoke",
-                target: &target,
-                source_ip: None,
-                details: serde_json::json!({ "host_id": host_id }),
-            },
-            now,
-        )
-        .await?;
+        revoke_in(&mut tx, actor, serial, host_id, now).await?;
     }
     tx.commit().await?;
     for serial in &serials {

@@ -342,7 +342,7 @@ mod tests {
         let st = &env.state;
         let admin = users::create_admin(st, &Actor::Cli, "root", PW, NOW).await.unwrap();
         let g = groups::create(&st.db, &admin.actor(), "web", NOW).await.unwrap();
-        let inv = invite(st, &admin.actor(), "olga", Role::Operator, &[g.id.clone()], NOW).await.unwrap();
+        let inv = invite(st, &admin.actor(), "olga", Role::Operator, std::slice::from_ref(&g.id), NOW).await.unwrap();
         assert!(inv.user.invited && !inv.user.totp_enrolled);
         assert_eq!(inv.user.groups.len(), 1);
         assert!(inv.link.starts_with("https://localhost:8443/invite?token=pminv_"));

@@ -60,4 +60,43 @@ fn admin_token_fingerprint_and_audit_verify() {
     let o = pm(&data, &["audit", "verify"]);
     assert!(o.status.success(), "{}", stdout(&o));
     assert!(stdout(&o).contains("audit chain OK"));
+
+    // Revoking an unknown host is a clear error, and writes nothing.
+    let o = pm(&data, &["ca", "revoke", "--host", "no-such-host"]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(err.contains("not found"), "{err}");
+    let o = pm(&data, &["audit", "verify"]);
+    assert!(stdout(&o).contains("audit chain OK"));
+}
+
+#[test]
+fn commands_on_a_data_dir_without_server_state_refuse_instead_of_creating_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("not-the-server");
+    for args in [
+        &["ca", "fingerprint"][..],
+        &["audit", "verify"],
+        &["enroll-token", "create"],
+        &["keys", "rotate"],
+        &["ca", "revoke", "--host", "h1"],
+    ] {
+        let o = pm(&data, args);
+        assert!(!o.status.success(), "{args:?} must fail");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("no server state in") && err.contains("not-the-server"), "{args:?}: {err}");
+        assert!(!data.exists(), "{args:?} created {}", data.display());
+    }
+}
+
+#[test]
+fn the_data_dir_and_database_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let o = pm(&data, &["migrate"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let mode = |p: &std::path::Path| std::fs::metadata(p).expect("stat").permissions().mode() & 0o777;
+    assert_eq!(mode(&data), 0o700);
+    assert_eq!(mode(&data.join("patch-manager.db")), 0o600);
 }

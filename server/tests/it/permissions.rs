@@ -180,11 +180,11 @@ async fn fixture(srv: &TestServer) -> Fixture {
     let gb = groups::create(&st.db, &Actor::Cli, "group B", now).await.expect("group B");
     let (a, _) = srv.enroll(&srv.create_token().await).await;
     let (b, _) = srv.enroll(&srv.create_token().await).await;
-    groups::set_host_groups(&st.db, &Actor::Cli, &a.host_id, &[ga.id.clone()], now).await.expect("host A");
-    groups::set_host_groups(&st.db, &Actor::Cli, &b.host_id, &[gb.id.clone()], now).await.expect("host B");
+    groups::set_host_groups(&st.db, &Actor::Cli, &a.host_id, std::slice::from_ref(&ga.id), now).await.expect("host A");
+    groups::set_host_groups(&st.db, &Actor::Cli, &b.host_id, std::slice::from_ref(&gb.id), now).await.expect("host B");
     let mut cookies = BTreeMap::new();
     for (name, group) in [("op-a", &ga.id), ("op-b", &gb.id)] {
-        let inv = app::backend::user_admin::invite(st, &admin.actor(), name, app::api::dto::Role::Operator, &[group.clone()], now)
+        let inv = app::backend::user_admin::invite(st, &admin.actor(), name, app::api::dto::Role::Operator, std::slice::from_ref(group), now)
             .await
             .expect("invite");
         let token = inv.link.split("token=").nth(1).expect("token").to_string();

@@ -166,7 +166,8 @@ async fn terminal(db: &Db, host_id: &str, job_id: &str, state: JobState, r: &Job
          reboot_state = CASE WHEN $8 = 1 THEN 'pending' ELSE 'none' END, \
          reboot_boot_id = COALESCE((SELECT boot_id FROM hosts WHERE id = $10), ''), \
          reboot_deadline = CASE WHEN $8 = 1 THEN $9 ELSE NULL END \
-         WHERE job_id = $11 AND host_id = $10 AND state IN ('dispatched', 'received', 'running')",
+         WHERE job_id = $11 AND host_id = $10 \
+         AND (state IN ('dispatched', 'received', 'running') OR (state = 'failed' AND reason = $12))",
     )
     .bind(state.as_str())
     .bind(&reason)
@@ -179,6 +180,7 @@ async fn terminal(db: &Db, host_id: &str, job_id: &str, state: JobState, r: &Job
     .bind(now + REBOOT_TIMEOUT_SECS)
     .bind(host_id)
     .bind(job_id)
+    .bind(super::scheduler::LOST_REASON)
     .execute(&mut *tx)
     .await?;
     if done.rows_affected() == 0 {

@@ -35,6 +35,11 @@ pub const TICK_MILLIS: u64 = 1000;
 /// How long the server waits for a host to come back from a reboot it asked for.
 pub const REBOOT_TIMEOUT_SECS: i64 = 30 * 60;
 pub const DEADLINE_REASON: &str = "host did not pick up the job before its deadline";
+/// How long a host may stay `received` or `running` without a result before the wave stops
+/// waiting for it (the agent's own run limit is 2 h by default, plus lock waits and hooks).
+pub const RESULT_TIMEOUT_SECS: i64 = 4 * 3600;
+/// The reason of a host given up on; a result that still arrives replaces it (exactly once).
+pub const LOST_REASON: &str = "no result from the host within 4 h of its start (agent gone or stuck); a late result still counts";
 /// How far a "now" job's `not_before` lies before its creation (agents' clocks differ).
 pub const CLOCK_SKEW_SECS: i64 = 300;
 
@@ -172,6 +177,26 @@ async fn step(state: &AppState, job_id: &str, now: i64) -> Result<Step> {
     .bind(job_id)
     .execute(&mut *tx)
     .await?;
+    // Hosts that took the job and went silent (destroyed, agent stuck): the wave must not
+    // wait forever. Failed, with a reason a late result may still replace.
+    let lost = sqlx::query(
+        "UPDATE job_hosts SET state = 'failed', reason = $1, finished_at = $2 \
+         WHERE job_id = $3 AND state IN ('received', 'running') \
+         AND COALESCE(started_at, received_at, dispatched_at, 0) <= $4",
+    )
+    .bind(LOST_REASON)
+    .bind(now)
+    .bind(job_id)
+    .bind(now - RESULT_TIMEOUT_SECS)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if lost > 0 {
+        let target = format!("job:{job_id}");
+        let details = json!({ "hosts": lost, "reason": LOST_REASON });
+        let ev = Event { actor: &Actor::System, action: "job.hosts_lost", target: &target, source_ip: None, details };
+        audit::append(&mut tx, ev, now).await?;
+    }
     sqlx::query(
         "UPDATE job_hosts SET reboot_state = 'timeout' \
          WHERE job_id = $1 AND reboot_state = 'pending' AND reboot_deadline <= $2",

@@ -512,7 +512,7 @@ mod tests {
         let claims: serde_json::Value =
             serde_json::from_slice(&B64.decode(payload).unwrap()).unwrap();
         let mut h = Header::new(Algorithm::HS256);
-        h.kid = Some(ks.signing_kid(NOW).unwrap().into());
+        h.kid = Some(ks.signing_kid(NOW).unwrap());
         let hs = jsonwebtoken::encode(&h, &claims, &EncodingKey::from_secret(&public)).unwrap();
         assert_eq!(verify_access(&ks, &hs, NOW).unwrap_err().code(), "invalid_token");
 
@@ -531,7 +531,7 @@ mod tests {
         assert_eq!(verify_access(&ks, &foreign, NOW).unwrap_err().code(), "invalid_token");
         // Other key, but claiming our kid: bad signature.
         let mut h = Header::new(Algorithm::EdDSA);
-        h.kid = Some(ks.signing_kid(NOW).unwrap().into());
+        h.kid = Some(ks.signing_kid(NOW).unwrap());
         let spoof = jsonwebtoken::encode(&h, &claims, &other.encoding_key(&other.signing_kid(NOW).unwrap())).unwrap();
         assert_eq!(verify_access(&ks, &spoof, NOW).unwrap_err().code(), "invalid_token");
         // No kid at all.

@@ -104,3 +104,47 @@ async fn malformed_events_are_refused_and_change_nothing() {
     assert_eq!(res.output, "before\u{fffd}after");
     fx.finish().await;
 }
+
+#[tokio::test]
+async fn a_silent_host_is_given_up_after_the_result_timeout_and_a_late_result_still_counts_once() {
+    use crate::backend::jobs::scheduler::{LOST_REASON, RESULT_TIMEOUT_SECS};
+    let fx = Fx::new().await;
+    fx.host("h1").await;
+    fx.host("h2").await;
+    let job = create_job(&fx, &new_job(&["h1", "h2"]), NOW).await;
+    tick(&fx.state, NOW).await;
+    run_host(fx.db(), "h2", &job, JobState::Succeeded, NOW + 1).await;
+    event(fx.db(), "h1", &job, JobState::Received, NOW + 1).await.unwrap();
+    event(fx.db(), "h1", &job, JobState::Running, NOW + 2).await.unwrap();
+
+    // Just inside the limit nothing changes; the job waits for h1.
+    tick(&fx.state, NOW + 2 + RESULT_TIMEOUT_SECS - 1).await;
+    assert_eq!(states(fx.db(), &job).await["h1"], "running");
+    assert_eq!(job_state(fx.db(), &job).await.0, "running");
+
+    // Past it, h1 is failed with the reason (a failure like any other: over this job's 0 %
+    // threshold the wave halts instead of waiting forever), and it is audited once.
+    let later = NOW + 2 + RESULT_TIMEOUT_SECS + 60;
+    tick(&fx.state, later).await;
+    tick(&fx.state, later + 1).await;
+    assert_eq!(states(fx.db(), &job).await["h1"], "failed");
+    assert_eq!(job_state(fx.db(), &job).await.0, "halted");
+    let reason: String = sqlx::query("SELECT reason FROM job_hosts WHERE job_id = $1 AND host_id = 'h1'")
+        .bind(&job)
+        .fetch_one(&fx.db().pool)
+        .await
+        .unwrap()
+        .try_get("reason")
+        .unwrap();
+    assert_eq!(reason, LOST_REASON);
+    assert_eq!(audit::list_by_action(fx.db(), "job.hosts_lost").await.unwrap().len(), 1);
+
+    // The agent comes back with its real result: recorded (once), replacing the guess.
+    let late = event(fx.db(), "h1", &job, JobState::Succeeded, later + 100).await.unwrap();
+    assert!(late.proceed && !late.duplicate);
+    assert_eq!(states(fx.db(), &job).await["h1"], "succeeded");
+    let again = event(fx.db(), "h1", &job, JobState::Succeeded, later + 101).await.unwrap();
+    assert!(again.duplicate);
+    assert_eq!(audit::list_by_action(fx.db(), "job.host_result").await.unwrap().len(), 2, "h2 and h1, once each");
+    fx.finish().await;
+}
