@@ -154,11 +154,20 @@ test('an operator patches their host from the browser and watches it live', asyn
     await hostA.event(jobId, 'running');
     await expect(row).toHaveAttribute('data-state', 'running');
     await shot(op, '11-job-running');
+    // The fleet's job list, open in another tab, follows too.
+    const list = await op.context().newPage();
+    await list.goto(url(ids.ROUTE_JOBS));
+    await hydrated(list);
+    await list.evaluate(() => ((window as any).__noReload = 'list'));
+    await expect(byId(list, ids.JOB_ROW_PREFIX + jobId)).toContainText('running');
     const done = await hostA.event(jobId, 'succeeded', opensslResult());
     expect(done.duplicate).toBe(false);
     await expect(row).toHaveAttribute('data-state', 'succeeded');
     await expect(byId(op, ids.JOB_STATUS)).toContainText('completed');
     expect(await op.evaluate(() => (window as any).__noReload)).toBe('still here');
+    await expect(byId(list, ids.JOB_ROW_PREFIX + jobId)).toContainText('completed');
+    expect(await list.evaluate(() => (window as any).__noReload)).toBe('list');
+    await list.close();
 
     await row.locator('button.show-output').click();
     await expect(byId(op, ids.JOB_HOST_CHANGES)).toContainText('3.0.15-1');

@@ -1,21 +1,48 @@
 //! `/jobs`: the fleet's patch jobs, newest first (an Operator sees the jobs touching their
-//! groups, counted over their hosts only).
+//! groups, counted over their hosts only). While a job on the page is scheduled or running,
+//! the list refreshes itself every few seconds.
+
+use std::time::Duration;
 
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_query_map;
 
 use super::{counts_text, job_name, mode_label, StatusBadge};
-use crate::api::job_dto::JobSummary;
+use crate::api::job_dto::{JobStatus, JobSummary};
 use crate::api::jobs::list_jobs;
 use crate::ui::components::{ErrorBox, Layout, Pager};
 use crate::ui::{format, ids};
+
+/// How often the list refreshes while a job on it is scheduled or running.
+pub const LIST_POLL_MILLIS: u64 = 3000;
 
 #[component]
 pub fn JobsPage() -> impl IntoView {
     let query = use_query_map();
     let page = Memo::new(move |_| query.read().get("page").and_then(|p| p.parse::<u32>().ok()).filter(|&n| n >= 1).unwrap_or(1));
-    let jobs = Resource::new(move || page.get(), list_jobs);
+    // Refreshed (without a reload) while any listed job still moves.
+    let tick = RwSignal::new(0u64);
+    let live = RwSignal::new(false);
+    Effect::new(move |_| {
+        let handle = set_interval_with_handle(
+            move || {
+                if live.get_untracked() {
+                    tick.update(|t| *t += 1);
+                }
+            },
+            Duration::from_millis(LIST_POLL_MILLIS),
+        );
+        if let Ok(h) = handle {
+            on_cleanup(move || h.clear());
+        }
+    });
+    let jobs = Resource::new(move || (page.get(), tick.get()), |(page, _)| list_jobs(page));
+    Effect::new(move |_| {
+        if let Some(Ok(p)) = jobs.get() {
+            live.set(p.items.iter().any(|j| matches!(j.status, JobStatus::Scheduled | JobStatus::Running)));
+        }
+    });
     view! {
         <Title text="Patch jobs · Patch Manager"/>
         <Layout title="Patch jobs">
