@@ -9,7 +9,7 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::{use_navigate, use_params_map};
 
-use super::{counts_text, host_state_class, job_name, mode_label, StatusBadge};
+use super::{counts_text, host_state_class, job_name, mode_label, poll_tick, StatusBadge};
 use crate::api::job_dto::{
     HostJobState, JobDetail, JobHostResult, JobHostRow, RebootChoice, ScheduleKind, ScopeKind,
 };
@@ -63,21 +63,8 @@ pub fn JobDetailPage() -> impl IntoView {
     let run_real = ServerAction::<RunJobForReal>::new();
 
     // Live progress: the browser bumps `tick` while the job still moves.
-    let tick = RwSignal::new(0u64);
     let live = RwSignal::new(true);
-    Effect::new(move |_| {
-        let handle = set_interval_with_handle(
-            move || {
-                if live.get_untracked() {
-                    tick.update(|t| *t += 1);
-                }
-            },
-            Duration::from_millis(POLL_MILLIS),
-        );
-        if let Ok(h) = handle {
-            on_cleanup(move || h.clear());
-        }
-    });
+    let tick = poll_tick(Duration::from_millis(POLL_MILLIS), live);
     let job = Resource::new(
         move || (job_id.get(), tick.get(), cancel.version().get(), resume.version().get(), cancel_host.version().get()),
         |(id, ..)| get_job(id),

@@ -8,7 +8,7 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_query_map;
 
-use super::{counts_text, job_name, mode_label, StatusBadge};
+use super::{counts_text, job_name, mode_label, poll_tick, StatusBadge};
 use crate::api::job_dto::{JobStatus, JobSummary};
 use crate::api::jobs::list_jobs;
 use crate::ui::components::{ErrorBox, Layout, Pager};
@@ -22,21 +22,8 @@ pub fn JobsPage() -> impl IntoView {
     let query = use_query_map();
     let page = Memo::new(move |_| query.read().get("page").and_then(|p| p.parse::<u32>().ok()).filter(|&n| n >= 1).unwrap_or(1));
     // Refreshed (without a reload) while any listed job still moves.
-    let tick = RwSignal::new(0u64);
     let live = RwSignal::new(false);
-    Effect::new(move |_| {
-        let handle = set_interval_with_handle(
-            move || {
-                if live.get_untracked() {
-                    tick.update(|t| *t += 1);
-                }
-            },
-            Duration::from_millis(LIST_POLL_MILLIS),
-        );
-        if let Ok(h) = handle {
-            on_cleanup(move || h.clear());
-        }
-    });
+    let tick = poll_tick(Duration::from_millis(LIST_POLL_MILLIS), live);
     let jobs = Resource::new(move || (page.get(), tick.get()), |(page, _)| list_jobs(page));
     Effect::new(move |_| {
         if let Some(Ok(p)) = jobs.get() {

@@ -9,9 +9,31 @@ pub mod detail;
 pub mod list;
 pub mod new;
 
+use std::time::Duration;
+
 use leptos::prelude::*;
 
 use crate::api::job_dto::{JobMode, JobStatus, JobSummary, StateCounts};
+
+/// A counter the browser bumps every `every` while `live` is true (resources that read it
+/// refetch); nothing runs during server-side rendering, and the timer stops with the page.
+pub fn poll_tick(every: Duration, live: RwSignal<bool>) -> RwSignal<u64> {
+    let tick = RwSignal::new(0u64);
+    Effect::new(move |_| {
+        let handle = set_interval_with_handle(
+            move || {
+                if live.get_untracked() {
+                    tick.update(|t| *t += 1);
+                }
+            },
+            every,
+        );
+        if let Ok(h) = handle {
+            on_cleanup(move || h.clear());
+        }
+    });
+    tick
+}
 
 pub fn status_class(s: JobStatus) -> &'static str {
     match s {
